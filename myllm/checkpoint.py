@@ -1,0 +1,328 @@
+"""On-disk checkpoints (DESIGN §5): canonical parameter names, the two formats, safe loading.
+
+Both backends hand this module a framework-free `Checkpoint` (numpy arrays under canonical names),
+and it writes the torch `.pt` dict of the reference or one MLX `.safetensors` file. Conversion is
+then reading one format and writing the other: a change of container, never a renaming guess.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from myllm.atomic import atomic_write
+from myllm.config import ModelConfig
+from myllm.errors import UserError
+
+FORMAT_VERSION = 1
+TIED_NAMES = {"lm_head.weight": "token_embedding.weight"}  # stored once, tied again on load
+SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}
+OPTIMIZER_PREFIX = "optimizer."
+RNG_PREFIX = "rng."
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Canonical parameter names -> shapes, in the order of torch's model.parameters()."""
+    d, f = config.d_model, config.d_ff
+    shapes: dict[str, tuple[int, ...]] = {
+        "token_embedding.weight": (config.vocab_size, d),
+        "position_embedding.weight": (config.max_seq_len, d),
+    }
+    for i in range(config.n_layers):
+        block = f"blocks.{i}."
+        shapes.update(
+            {
+                block + "attention.W_q.weight": (d, d),
+                block + "attention.W_k.weight": (d, d),
+                block + "attention.W_v.weight": (d, d),
+                block + "attention.W_o.weight": (d, d),
+                block + "attention.W_o.bias": (d,),
+                block + "feed_forward.linear1.weight": (f, d),
+                block + "feed_forward.linear1.bias": (f,),
+                block + "feed_forward.linear2.weight": (d, f),
+                block + "feed_forward.linear2.bias": (d,),
+                block + "ln1.weight": (d,),
+                block + "ln1.bias": (d,),
+                block + "ln2.weight": (d,),
+                block + "ln2.bias": (d,),
+            }
+        )
+    shapes["ln_final.weight"] = (d,)
+    shapes["ln_final.bias"] = (d,)
+    return shapes
+
+
+@dataclass
+class OptimizerState:
+    """AdamW moments under canonical names, and the number of steps taken."""
+
+    step: int
+    exp_avg: dict[str, np.ndarray]
+    exp_avg_sq: dict[str, np.ndarray]
+
+
+@dataclass
+class TrainingState:
+    """Where a run stands. The sampler's position is `step` (its order depends only on the seed)."""
+
+    step: int = 0
+    epoch: int = 0
+    loss: float | None = None
+    best_val_loss: float | None = None
+
+
+@dataclass
+class Checkpoint:
+    """Everything a backend needs to sample from, or exactly resume, a run."""
+
+    model_config: ModelConfig
+    weights: dict[str, np.ndarray]
+    training: TrainingState = field(default_factory=TrainingState)
+    train_config: dict[str, Any] | None = None
+    optimizer: OptimizerState | None = None
+    rng: dict[str, np.ndarray] = field(default_factory=dict)  # backend name -> its RNG state
+
+
+def checkpoint_format(path: Path) -> str:
+    """'torch' or 'mlx' from the file name, or a UserError naming the known extensions."""
+    fmt = SUFFIXES.get(path.suffix)
+    if fmt is None:
+        raise UserError(
+            f"unknown checkpoint format {path.suffix or '(no extension)'!r} for {path}: "
+            "use a .pt (torch) or .safetensors (mlx) file"
+        )
+    return fmt
+
+
+def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
+    """Write `checkpoint` atomically in the format its extension names."""
+    path = Path(path)
+    validate_weights(checkpoint.weights, checkpoint.model_config, path)
+    if checkpoint_format(path) == "torch":
+        atomic_write(path, lambda temp: _write_torch(temp, checkpoint))
+    else:
+        atomic_write(path, lambda temp: _write_safetensors(temp, checkpoint))
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Load and validate a checkpoint of either format; never runs code from the file."""
+    path = Path(path)
+    fmt = checkpoint_format(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: pass an existing --checkpoint file")
+    checkpoint = _read_torch(path) if fmt == "torch" else _read_safetensors(path)
+    validate_weights(checkpoint.weights, checkpoint.model_config, path)
+    return checkpoint
+
+
+def validate_weights(weights: dict[str, np.ndarray], config: ModelConfig, path: Path) -> None:
+    """Names, shapes and dtype of `weights` must be those the model config implies."""
+    expected = parameter_shapes(config)
+    missing = [name for name in expected if name not in weights]
+    unexpected = [name for name in weights if name not in expected]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise UserError(
+            f"checkpoint {path} does not match its model config ({detail}): "
+            "it is corrupt or not a myllm checkpoint"
+        )
+    for name, shape in expected.items():
+        array = weights[name]
+        if tuple(array.shape) != shape or array.dtype != np.float32:
+            raise UserError(
+                f"checkpoint {path}: {name} is {array.dtype}{list(array.shape)}, expected "
+                f"float32{list(shape)}: it is corrupt or was written for another model config"
+            )
+
+
+def _corrupt(path: Path, error: BaseException) -> UserError:
+    reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
+    return UserError(
+        f"checkpoint {path} could not be read ({reason}): it is truncated, corrupt "
+        "or not a myllm checkpoint; use another file, e.g. best_model"
+    )
+
+
+# --- safetensors (MLX backend) ---
+
+
+def _write_safetensors(temp: Path, checkpoint: Checkpoint) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = dict(checkpoint.weights)
+    optimizer_meta = None
+    if checkpoint.optimizer is not None:
+        optimizer_meta = {"step": checkpoint.optimizer.step}
+        for name, array in checkpoint.optimizer.exp_avg.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg.{name}"] = array
+        for name, array in checkpoint.optimizer.exp_avg_sq.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg_sq.{name}"] = array
+    for backend, state in checkpoint.rng.items():
+        tensors[RNG_PREFIX + backend] = state
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model_config": checkpoint.model_config.to_dict(),
+        "train_config": checkpoint.train_config,
+        "training": vars(checkpoint.training),
+        "optimizer": optimizer_meta,
+    }
+    tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
+    save_file(tensors, str(temp), metadata={"myllm": json.dumps(meta)})
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            meta = json.loads((handle.metadata() or {})["myllm"])
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
+        model_config = ModelConfig.from_dict(meta["model_config"])
+    except UserError:
+        raise
+    except Exception as error:  # safetensors raises its own error types for bad headers
+        raise _corrupt(path, error) from None
+    weights, exp_avg, exp_avg_sq, rng = {}, {}, {}, {}
+    for name, array in tensors.items():
+        if name.startswith(OPTIMIZER_PREFIX + "exp_avg_sq."):
+            exp_avg_sq[name.removeprefix(OPTIMIZER_PREFIX + "exp_avg_sq.")] = array
+        elif name.startswith(OPTIMIZER_PREFIX + "exp_avg."):
+            exp_avg[name.removeprefix(OPTIMIZER_PREFIX + "exp_avg.")] = array
+        elif name.startswith(RNG_PREFIX):
+            rng[name.removeprefix(RNG_PREFIX)] = array
+        else:
+            weights[name] = array
+    optimizer = None
+    if meta.get("optimizer") is not None:
+        optimizer = OptimizerState(int(meta["optimizer"]["step"]), exp_avg, exp_avg_sq)
+        validate_weights(exp_avg, model_config, path)
+        validate_weights(exp_avg_sq, model_config, path)
+    return Checkpoint(
+        model_config=model_config,
+        weights=weights,
+        training=TrainingState(**meta.get("training", {})),
+        train_config=meta.get("train_config"),
+        optimizer=optimizer,
+        rng=rng,
+    )
+
+
+# --- torch .pt (the reference's dict) ---
+
+
+def _write_torch(temp: Path, checkpoint: Checkpoint) -> None:
+    import torch
+
+    tensors = {name: torch.from_numpy(np.array(a)) for name, a in checkpoint.weights.items()}
+    model_state = dict(tensors)
+    for tied, source in TIED_NAMES.items():
+        model_state[tied] = tensors[source]  # the same tensor: torch.save stores it once
+    names = list(parameter_shapes(checkpoint.model_config))
+    config = checkpoint.train_config or {}
+    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": []}
+    if checkpoint.optimizer is not None:
+        opt = checkpoint.optimizer
+        optimizer_state["state"] = {
+            index: {
+                "step": torch.tensor(float(opt.step)),
+                "exp_avg": torch.from_numpy(np.array(opt.exp_avg[name])),
+                "exp_avg_sq": torch.from_numpy(np.array(opt.exp_avg_sq[name])),
+            }
+            for index, name in enumerate(names)
+        }
+        optimizer_state["param_groups"] = [_torch_param_group(config, len(names))]
+    training = checkpoint.training
+    payload = {
+        "epoch": training.epoch,
+        "model_state_dict": model_state,
+        "optimizer_state_dict": optimizer_state,
+        "scheduler_state_dict": {"last_epoch": training.step},
+        "loss": training.loss,
+        "model_config": checkpoint.model_config.to_dict(),
+        "myllm": {
+            "format_version": FORMAT_VERSION,
+            "training": vars(training),
+            "train_config": checkpoint.train_config,
+            "optimizer_step": None if checkpoint.optimizer is None else checkpoint.optimizer.step,
+            "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
+        },
+    }
+    torch.save(payload, temp)
+
+
+def _torch_param_group(config: dict[str, Any], num_params: int) -> dict[str, Any]:
+    """torch.optim.AdamW's param group for the reference's hyper-parameters."""
+    return {
+        "lr": config.get("lr", 3e-4),
+        "betas": (config.get("beta1", 0.9), config.get("beta2", 0.95)),
+        "eps": config.get("eps", 1e-8),
+        "weight_decay": config.get("weight_decay", 0.1),
+        "amsgrad": False,
+        "maximize": False,
+        "foreach": None,
+        "capturable": False,
+        "differentiable": False,
+        "fused": None,
+        "decoupled_weight_decay": True,
+        "params": list(range(num_params)),
+    }
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    import pickle
+    import re
+
+    import torch
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        if blocked is None:
+            raise _corrupt(path, ValueError("not a torch checkpoint")) from None
+        raise UserError(
+            f"checkpoint {path} was refused: its pickle asks to call {blocked.group(1)}, which "
+            "could run code; load only files you trust (a myllm checkpoint holds only tensors)"
+        ) from None
+    except Exception as error:
+        raise _corrupt(path, error) from None
+    try:
+        model_config = ModelConfig.from_dict(payload["model_config"])
+        extra = payload.get("myllm", {})
+        state = payload["model_state_dict"]
+        weights = {
+            name: tensor.detach().cpu().numpy()
+            for name, tensor in state.items()
+            if name not in TIED_NAMES
+        }
+        names = list(parameter_shapes(model_config))
+        optimizer = None
+        moments = payload.get("optimizer_state_dict", {}).get("state", {})
+        if moments:
+            step = extra.get("optimizer_step")
+            optimizer = OptimizerState(
+                step=int(step if step is not None else moments[0]["step"]),
+                exp_avg={names[i]: m["exp_avg"].numpy() for i, m in moments.items()},
+                exp_avg_sq={names[i]: m["exp_avg_sq"].numpy() for i, m in moments.items()},
+            )
+        training = (
+            TrainingState(**extra["training"])
+            if "training" in extra
+            else TrainingState(epoch=int(payload.get("epoch", 0)), loss=payload.get("loss"))
+        )
+        rng = {k: v.numpy() for k, v in extra.get("rng", {}).items()}
+    except UserError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
+        raise _corrupt(path, error) from None
+    checkpoint = Checkpoint(
+        model_config, weights, training, extra.get("train_config"), optimizer, rng
+    )
+    if optimizer is not None:
+        validate_weights(optimizer.exp_avg, model_config, path)
+        validate_weights(optimizer.exp_avg_sq, model_config, path)
+    return checkpoint

@@ -1,0 +1,271 @@
+"""The `myllm` command line: train, generate, convert, data (typer + rich)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from myllm.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
+)
+data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training corpora.")
+app.add_typer(data_app, name="data")
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
+    try:
+        app()
+    except UserError as error:
+        err_console.print(
+            f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True
+        )
+        sys.exit(error.exit_code)
+
+
+def _default(field_name: str) -> str:
+    from myllm.config import TrainConfig
+
+    return f"[default: {getattr(TrainConfig, field_name)}]"
+
+
+# --- train ---
+
+
+@app.command()
+def train(
+    backend: Annotated[str, typer.Option(help="torch or mlx")] = "torch",
+    data: Annotated[str | None, typer.Option(help=f"UTF-8 text file {_default('data')}")] = None,
+    checkpoint_dir: Annotated[
+        str | None,
+        typer.Option("--checkpoint-dir", "--checkpoint_dir", help=_default("checkpoint_dir")),
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help=_default("epochs"))] = None,
+    max_steps: Annotated[
+        int | None, typer.Option("--max-steps", "--max_steps", help="stop after N steps")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "--batch_size", help=_default("batch_size"))
+    ] = None,
+    block_size: Annotated[
+        int | None, typer.Option("--block-size", "--block_size", help=_default("block_size"))
+    ] = None,
+    d_model: Annotated[
+        int | None, typer.Option("--d-model", "--d_model", help="[default: 384]")
+    ] = None,
+    n_heads: Annotated[
+        int | None, typer.Option("--n-heads", "--n_heads", help="[default: 6]")
+    ] = None,
+    n_layers: Annotated[
+        int | None, typer.Option("--n-layers", "--n_layers", help="[default: 6]")
+    ] = None,
+    dropout: Annotated[float | None, typer.Option(help="[default: 0.1]")] = None,
+    lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
+    val_split: Annotated[
+        float | None, typer.Option("--val-split", "--val_split", help=_default("val_split"))
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help=_default("seed"))] = None,
+    eval_interval: Annotated[
+        int | None,
+        typer.Option("--eval-interval", "--eval_interval", help="validate every N steps"),
+    ] = None,
+    eval_iters: Annotated[
+        int | None,
+        typer.Option("--eval-iters", "--eval_iters", help="validation batches [default: all]"),
+    ] = None,
+    log_interval: Annotated[
+        int | None, typer.Option("--log-interval", "--log_interval", help=_default("log_interval"))
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps, gpu")] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option("--warmup-steps", "--warmup_steps", help=_default("warmup_steps"))
+    ] = None,
+    beta2: Annotated[float | None, typer.Option(help=_default("beta2"))] = None,
+    weight_decay: Annotated[
+        float | None,
+        typer.Option("--weight-decay", "--weight_decay", help=_default("weight_decay")),
+    ] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
+    ] = None,
+) -> None:
+    """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
+    from myllm.checkpoint import read_checkpoint
+    from myllm.config import TrainConfig
+    from myllm.training import run_training
+
+    given = {
+        "data": data, "checkpoint_dir": checkpoint_dir, "epochs": epochs, "max_steps": max_steps,
+        "batch_size": batch_size, "block_size": block_size, "lr": lr, "val_split": val_split,
+        "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
+        "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
+        "beta2": beta2, "weight_decay": weight_decay,
+    }  # fmt: skip
+    given = {name: value for name, value in given.items() if value is not None}
+    model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
+                      "dropout": dropout}  # fmt: skip
+    model_settings = {name: value for name, value in model_settings.items() if value is not None}
+    stored: dict[str, Any] = {}
+    if resume is not None:
+        stored = read_checkpoint(resume).train_config or {}
+        given.setdefault("checkpoint_dir", str(resume.parent))
+    train_config = TrainConfig.from_dict({**stored, **given})
+    result = run_training(backend, train_config, model_settings, resume)
+    raise typer.Exit(result.exit_code)
+
+
+# --- generate ---
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="[default: tokenizer.json beside the checkpoint]")
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "",
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "--max_new_tokens")] = 500,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", "--top_k", help="0 = off")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", "--top_p", help="1 = off")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
+    num_samples: Annotated[int, typer.Option("--num-samples", "--num_samples", min=1)] = 1,
+    kv_cache: Annotated[bool, typer.Option("--kv-cache/--no-kv-cache")] = True,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="drop prompt characters not in the vocabulary")
+    ] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="[default: the checkpoint's own: .pt torch, .safetensors mlx]"),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+) -> None:
+    """Continue a prompt, or chat with the model in an interactive REPL."""
+    from myllm.backends import backend_for_checkpoint, load_backend
+    from myllm.checkpoint import read_checkpoint
+    from myllm.repl import GenerationRequest, generate_text, run_repl
+    from myllm.sampling import SamplingSettings
+    from myllm.tokenizer import CharTokenizer
+    from myllm.training import check_tokenizer_matches
+
+    settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
+    loaded = read_checkpoint(checkpoint)
+    char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
+    check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
+    chosen = load_backend(backend or backend_for_checkpoint(checkpoint))
+    decoder = chosen.generate.Decoder(chosen.generate.load_model(loaded, device))
+    request = GenerationRequest(
+        char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
+    )
+    if interactive:
+        run_repl(decoder, request)
+        return
+    encode_check = char_tokenizer.encode(prompt, skip_unknown=skip_unknown)  # fail before printing
+    del encode_check
+    if num_samples == 1:
+        sys.stdout.write(prompt)
+    try:
+        generate_text(decoder, request, prompt, sys.stdout)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+    sys.stdout.write("\n")
+
+
+# --- convert ---
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="checkpoint to read (.pt or .safetensors)")],
+    destination: Annotated[Path, typer.Argument(help="checkpoint to write (.pt or .safetensors)")],
+) -> None:
+    """Convert a checkpoint between torch (.pt) and MLX (.safetensors), training state included."""
+    from myllm.checkpoint import checkpoint_format, read_checkpoint, write_checkpoint
+
+    checkpoint_format(destination)
+    if destination.resolve() == source.resolve():
+        raise UserError(f"source and destination are the same file {source}: pick another DST")
+    write_checkpoint(destination, read_checkpoint(source))
+    tokenizer_source = source.parent / "tokenizer.json"
+    tokenizer_destination = destination.parent / "tokenizer.json"
+    copied = ""
+    if tokenizer_source.is_file() and not tokenizer_destination.exists():
+        shutil.copyfile(tokenizer_source, tokenizer_destination)
+        copied = f" and {tokenizer_destination}"
+    err_console.print(f"Wrote {destination}{copied}.")
+
+
+# --- data ---
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """The corpora `myllm data fetch` knows."""
+    from rich.table import Table
+
+    from myllm.corpora import list_corpora
+
+    table = Table(title="Corpora (myllm data fetch NAME)")
+    for column in ("name", "MB", "source", "sha256", "description"):
+        table.add_column(column, justify="right" if column == "MB" else "left")
+    for info in list_corpora():
+        source = " + ".join(info.parts) if info.parts else info.url
+        table.add_row(
+            info.name, f"{info.bytes / 1e6:.2f}", source, info.sha256[:12], info.description
+        )
+    Console().print(table)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="corpora to fetch [default: tinyshakespeare]")
+    ] = None,
+    mirror: Annotated[
+        Path | None,
+        typer.Option(help="a local directory with the raw files [env: MYLLM_DATA_MIRROR]"),
+    ] = None,
+    dest: Annotated[Path, typer.Option(help="where to write NAME.txt")] = Path("data"),
+) -> None:
+    """Download (or copy from a mirror), check sha256 and strip Gutenberg boilerplate."""
+    from myllm.corpora import DEFAULT_CORPUS, corpus_info, fetch
+
+    names = names or [DEFAULT_CORPUS]
+    for name in names:
+        corpus_info(name)  # an unknown name fails before anything is fetched
+    for name in names:
+        path = fetch(name, dest_dir=dest, mirror=mirror)
+        err_console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+# --- plot ---
+
+
+@app.command()
+def plot(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR...", help="directories written by myllm train")
+    ],
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("loss.png"),
+    metric: Annotated[str, typer.Option(help="loss, lr or tokens_per_second")] = "loss",
+    log_x: Annotated[bool, typer.Option("--log-x", help="logarithmic x axis")] = False,
+) -> None:
+    """Plot the training curves of one or more runs into a PNG (one colour per run)."""
+    from myllm.plot import plot_runs
+
+    summary = plot_runs(run_dirs, out, metric=metric, log_x=log_x)
+    err_console.print(f"Wrote {summary.out} ({', '.join(summary.labels)})", soft_wrap=True)

@@ -1,0 +1,150 @@
+"""Corpus reading, the train/validation split and the deterministic batch sampler (DESIGN §3).
+
+The sampler is plain numpy and depends only on (seed, epoch, step), so both backends see the same
+batches for the same seed, a resumed run sees the batches it would have seen, and data-parallel
+ranks take disjoint shards of the same global batch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from myllm.errors import UserError
+from myllm.tokenizer import CharTokenizer
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of `path`, or a UserError saying what is wrong with the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file {path} not found: pass --data PATH or run `myllm data fetch`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"data file {path} is not UTF-8 text (byte {error.start}): convert it, "
+            "e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    if not text:
+        raise UserError(f"data file {path} is empty: pass a text file with content")
+    return text
+
+
+@dataclass
+class Corpus:
+    """The encoded train and validation tokens of one text, with its tokenizer."""
+
+    tokenizer: CharTokenizer
+    train_tokens: np.ndarray  # [N_train] int32
+    val_tokens: np.ndarray  # [N_val] int32
+
+
+def prepare_corpus(
+    text: str, block_size: int, val_split: float, tokenizer: CharTokenizer | None = None
+) -> Corpus:
+    """Encode `text` and split it at int(len * (1 - val_split)), as the reference does."""
+    if len(text) < block_size + 1:
+        raise UserError(
+            f"the text has {len(text)} characters, fewer than block_size + 1 = {block_size + 1}: "
+            "use a longer text or a smaller --block-size"
+        )
+    tokenizer = tokenizer or CharTokenizer.build_vocab(text)
+    tokens = tokenizer.encode_array(text)
+    split = int(len(tokens) * (1 - val_split))
+    train_tokens, val_tokens = tokens[:split], tokens[split:]
+    for name, part in (("training", train_tokens), ("validation", val_tokens)):
+        if len(part) < block_size + 1:
+            raise UserError(
+                f"the {name} split has {len(part)} characters, too few for one window of "
+                f"block_size + 1 = {block_size + 1}: adjust --val-split or use a smaller "
+                "--block-size or a longer text"
+            )
+    return Corpus(tokenizer, train_tokens, val_tokens)
+
+
+def windows(
+    tokens: np.ndarray, starts: np.ndarray, block_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """x = tokens[s : s+block_size], y = tokens[s+1 : s+block_size+1] for each start s."""
+    offsets = np.arange(block_size + 1)
+    window = tokens[starts[:, None] + offsets]  # [B, block_size + 1]
+    return window[:, :-1], window[:, 1:]
+
+
+class BatchSampler:
+    """Shuffled training batches: each epoch visits every window start once, in a seeded order.
+
+    Like the reference's DataLoader(shuffle=True), the last batch of an epoch may be smaller.
+    `rank` / `world_size` select a contiguous shard of each global batch for data parallelism.
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.num_windows = len(tokens) - block_size
+        self.steps_per_epoch = math.ceil(self.num_windows / batch_size)
+        self._cached_epoch = -1
+        self._order = np.empty(0, dtype=np.int64)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The start indices of `epoch` in visiting order (a permutation of all starts)."""
+        if epoch != self._cached_epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._order = rng.permutation(self.num_windows)
+            self._cached_epoch = epoch
+        return self._order
+
+    def epoch_of(self, step: int) -> int:
+        return step // self.steps_per_epoch
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) of global step `step` for this rank: int32 arrays [B, block_size]."""
+        index = step % self.steps_per_epoch
+        order = self.epoch_order(self.epoch_of(step))
+        starts = order[index * self.batch_size : (index + 1) * self.batch_size]
+        starts = np.array_split(starts, self.world_size)[self.rank]
+        return windows(self.tokens, starts, self.block_size)
+
+
+def validation_batches(
+    tokens: np.ndarray,
+    block_size: int,
+    batch_size: int,
+    eval_iters: int | None,
+    seed: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The validation batches used at every evaluation.
+
+    eval_iters None: every validation window once, in order (the reference's full pass).
+    Otherwise eval_iters batches of random windows, the same at every evaluation so that
+    evaluations are comparable. Batches are made lazily: a full pass may be large.
+    """
+    num_windows = len(tokens) - block_size
+    if eval_iters is None:
+        for first in range(0, num_windows, batch_size):
+            yield windows(
+                tokens,
+                np.arange(first, min(first + batch_size, num_windows)),
+                block_size,
+            )
+    else:
+        rng = np.random.default_rng([seed, 0xE7A1])
+        for _ in range(eval_iters):
+            yield windows(tokens, rng.integers(0, num_windows, size=batch_size), block_size)

@@ -1,0 +1,40 @@
+"""SIGINT / SIGTERM during training: finish the step, save, exit 130 / 143 (DESIGN §3, §5).
+
+The first signal only sets a flag that the loop checks after each step; a second one restores the
+default behaviour and interrupts at once (atomic writes keep every file on disk whole).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+class GracefulStop:
+    """Context manager: `requested` becomes the signal number of the first SIGINT / SIGTERM."""
+
+    def __init__(self) -> None:
+        self.requested: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> GracefulStop:
+        if threading.current_thread() is threading.main_thread():
+            for signum in EXIT_CODES:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES.get(self.requested, 130)

@@ -1,0 +1,84 @@
+"""The files of a run directory: checkpoints by name, tokenizer.json, run.json, metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from myllm.atomic import atomic_write_text
+
+
+@dataclass
+class RunFiles:
+    """Where a run writes. `suffix` is the backend's checkpoint extension (.pt or .safetensors)."""
+
+    directory: Path
+    suffix: str
+
+    def checkpoint(self, name: str) -> Path:
+        """e.g. checkpoint("best_model") -> checkpoints/best_model.pt"""
+        return self.directory / f"{name}{self.suffix}"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.directory / "tokenizer.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.directory / "metrics.jsonl"
+
+    @property
+    def run_info(self) -> Path:
+        return self.directory / "run.json"
+
+    def write_run_info(self, info: dict[str, Any]) -> None:
+        info = {
+            **info,
+            "command": " ".join(sys.argv),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        atomic_write_text(self.run_info, json.dumps(info, indent=2, sort_keys=True))
+
+
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl, flushed and fsynced per record.
+
+    Append-only (not rename-per-write, which would rewrite the whole file each time): a crash can
+    at worst leave a torn last line, which readers skip.
+    """
+
+    def __init__(self, path: Path, append: bool, enabled: bool = True):
+        self.file = None
+        if enabled:  # data-parallel ranks other than 0 write nothing
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if append:
+                drop_torn_last_line(path)
+            self.file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+            os.fsync(self.file.fileno())
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def drop_torn_last_line(path: Path) -> None:
+    """Cut a line left half-written by a crash, so that appended records start on a fresh line."""
+    if not path.is_file():
+        return
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(content.rfind(b"\n") + 1)

@@ -1,0 +1,90 @@
+"""CharTokenizer: the reference's character-level vocabulary, shared by both backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from myllm.errors import UserError
+
+FORMAT = "myllm.char_tokenizer"
+
+
+class CharTokenizer:
+    """Maps each character of a sorted vocabulary to its index (the reference's stoi / itos)."""
+
+    def __init__(self, chars: list[str]):
+        if len(set(chars)) != len(chars):
+            raise UserError(
+                "tokenizer vocabulary has repeated characters: rebuild it from the text"
+            )
+        self.chars = list(chars)
+        self.char_to_idx = {ch: i for i, ch in enumerate(self.chars)}
+
+    @classmethod
+    def build_vocab(cls, text: str) -> CharTokenizer:
+        """Vocabulary = sorted set of the text's characters, as in the reference."""
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def unknown_characters(self, text: str) -> list[str]:
+        return sorted(set(text) - self.char_to_idx.keys())
+
+    def encode(self, text: str, skip_unknown: bool = False) -> list[int]:
+        """Indices of `text`; characters outside the vocabulary raise a UserError naming them."""
+        unknown = self.unknown_characters(text)
+        if unknown and not skip_unknown:
+            shown = " ".join(repr(ch) for ch in unknown[:20])
+            raise UserError(
+                f"{len(unknown)} character(s) not in the vocabulary: {shown}; "
+                "remove them or pass --skip-unknown"
+            )
+        return [self.char_to_idx[ch] for ch in text if ch in self.char_to_idx]
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Fast encoding of a whole corpus to an int32 array (every character must be known)."""
+        codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        vocab_points = np.array([ord(ch) for ch in self.chars], dtype=np.uint32)
+        order = np.argsort(vocab_points)
+        positions = np.searchsorted(vocab_points[order], codepoints)
+        positions = np.minimum(positions, len(order) - 1)
+        found = vocab_points[order][positions] == codepoints
+        if not found.all():
+            self.encode(text)  # raises the error that names the unknown characters
+        return order[positions].astype(np.int32)
+
+    def decode(self, indices) -> str:
+        return "".join(self.chars[int(i)] for i in indices)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"format": FORMAT, "vocab_size": self.vocab_size, "chars": self.chars},
+            ensure_ascii=False,
+        )
+
+    def save(self, path: str | Path) -> None:
+        from myllm.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> CharTokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(
+                f"tokenizer file {path} not found: pass --tokenizer PATH/tokenizer.json"
+            )
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            chars = payload["chars"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise UserError(
+                f"tokenizer file {path} is not a myllm tokenizer.json ({error}): "
+                "use the tokenizer.json written beside the checkpoint"
+            ) from None
+        return cls(chars)

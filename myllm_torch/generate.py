@@ -1,0 +1,38 @@
+"""Decoding with the torch GPT: the backend half of myllm/generation.py (DESIGN §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from myllm.checkpoint import Checkpoint
+from myllm_torch.device import resolve_device
+from myllm_torch.model import GPTModel, KVCache
+
+
+def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
+    """A GPTModel in eval mode holding the checkpoint's weights, on the chosen device."""
+    device = resolve_device(device_name)
+    model = GPTModel(checkpoint.model_config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(torch.from_numpy(checkpoint.weights[name]))
+    return model.to(device).eval()
+
+
+class Decoder:
+    """Last-position logits of the model, with or without a KV cache, as numpy for sampling."""
+
+    def __init__(self, model: GPTModel):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.max_seq_len = model.config.max_seq_len
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        return KVCache(self.model.config, batch_size, self.device)
+
+    @torch.inference_mode()
+    def last_logits(self, tokens: np.ndarray, cache: KVCache | None) -> np.ndarray:
+        idx = torch.from_numpy(tokens).to(self.device)  # [B, T]
+        logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
+        return logits.float().cpu().numpy()

@@ -1,0 +1,110 @@
+"""One training step, evaluation and checkpoint state for the torch GPT (DESIGN §3).
+
+The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
+backends and lives in myllm/training.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from myllm.checkpoint import Checkpoint, OptimizerState
+from myllm.config import ModelConfig, TrainConfig
+from myllm_torch.device import describe_device, resolve_device
+from myllm_torch.generate import Decoder
+from myllm_torch.model import GPTModel, loss_fn
+
+
+class Trainer:
+    """A GPTModel with its AdamW optimizer on one device."""
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
+        self.train_config = train_config
+        self.device = resolve_device(train_config.device)
+        self.rank, self.world_size = 0, 1
+        torch.manual_seed(train_config.seed)
+        self.model = GPTModel(model_config).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=train_config.lr,
+            betas=(train_config.beta1, train_config.beta2),
+            eps=train_config.eps,
+            weight_decay=train_config.weight_decay,
+        )
+
+    def describe_device(self) -> str:
+        return describe_device(self.device)
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": torch.__version__}
+
+    def to_device(self, batch: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(batch).to(self.device, dtype=torch.long, non_blocking=True)
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
+        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.train_config.grad_clip
+        )
+        self.optimizer.step()
+        return loss.detach(), grad_norm
+
+    def to_host(self, values: list) -> list[float]:
+        """Scalars from train_step as Python floats (the one host sync, at logging time)."""
+        return torch.stack(values).tolist() if values else []
+
+    @torch.inference_mode()
+    def evaluate(self, batches) -> float:
+        """Mean cross-entropy over the windows of `batches`, dropout off."""
+        self.model.eval()
+        total, count = torch.zeros((), device=self.device), 0
+        for x, y in batches:
+            total += loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+            count += len(x)
+        return total.item() / count
+
+    def decoder(self) -> Decoder:
+        return Decoder(self.model)
+
+    def checkpoint(self) -> Checkpoint:
+        """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""
+        named = dict(self.model.named_parameters())
+        weights = {name: p.detach().cpu().numpy().copy() for name, p in named.items()}
+        optimizer = None
+        states = {name: self.optimizer.state[p] for name, p in named.items()}
+        if all(states.values()):
+            optimizer = OptimizerState(
+                step=int(states["token_embedding.weight"]["step"]),
+                exp_avg={n: s["exp_avg"].cpu().numpy().copy() for n, s in states.items()},
+                exp_avg_sq={n: s["exp_avg_sq"].cpu().numpy().copy() for n, s in states.items()},
+            )
+        rng = {"torch": torch.get_rng_state().numpy().copy()}
+        return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
+
+    def load_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Restore weights, and the optimizer and RNG state when the checkpoint has them."""
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, parameter in named.items():
+                parameter.copy_(torch.from_numpy(checkpoint.weights[name]))
+        if checkpoint.optimizer is not None:
+            opt = checkpoint.optimizer
+            state = {
+                index: {
+                    "step": torch.tensor(float(opt.step)),
+                    "exp_avg": torch.from_numpy(opt.exp_avg[name].copy()).to(self.device),
+                    "exp_avg_sq": torch.from_numpy(opt.exp_avg_sq[name].copy()).to(self.device),
+                }
+                for index, name in enumerate(named)
+            }
+            groups = self.optimizer.state_dict()["param_groups"]
+            self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        if "torch" in checkpoint.rng:
+            torch.set_rng_state(torch.from_numpy(checkpoint.rng["torch"].copy()))

@@ -1,0 +1,23 @@
+"""Fixtures shared by the unit tests: a small real text file, each backend by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from myllm.backends import load_backend
+from tests.helpers import BACKENDS, sample_text
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "input.txt"
+    path.write_text(sample_text(), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each backend in turn (both are installed by `make test`)."""
+    return load_backend(request.param)
