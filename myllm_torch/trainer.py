@@ -32,6 +32,8 @@ class Trainer:
             eps=train_config.eps,
             weight_decay=train_config.weight_decay,
         )
+        # torch.compile is not used: on CPU its first-step cost outweighs the gain for this model.
+        self.compiled = False
 
     def describe_device(self) -> str:
         return describe_device(self.device)
@@ -42,12 +44,8 @@ class Trainer:
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(self.device, dtype=torch.long, non_blocking=True)
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
-        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync."""
-        self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
+    def step(self, x: torch.Tensor, y: torch.Tensor):
+        loss = loss_fn(self.model, x, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -55,6 +53,13 @@ class Trainer:
         )
         self.optimizer.step()
         return loss.detach(), grad_norm
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
+        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync."""
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return self.step(self.to_device(x), self.to_device(y))
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats (the one host sync, at logging time)."""

@@ -1,0 +1,91 @@
+"""Load an optimized system BLAS for MLX on Linux CPU, before mlx.core is imported (DESIGN §6).
+
+The mlx[cpu] wheel links the reference (netlib) BLAS, whose sgemm is ~40x slower than OpenBLAS.
+libmlx resolves cblas_sgemm through the global symbol scope first, so a BLAS loaded earlier with
+RTLD_GLOBAL wins. This module imports nothing from mlx; myllm_mlx/__init__.py calls
+`load_system_blas()` first thing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import warnings
+
+from myllm.errors import UserError
+
+BLAS_ENV = "MYLLM_BLAS"
+INSTALL_HINT = (
+    "install OpenBLAS (`sudo apt-get install libopenblas0-pthread`, "
+    "or `sudo dnf install openblas`) or set MYLLM_BLAS=/path/to/libopenblas.so.0"
+)
+# Debian / Ubuntu (multiarch, pthread variant first), Fedora / RHEL, Arch, then generic names.
+SEARCH_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/openblas-openmp/libopenblas.so.0",
+    "/usr/lib64/libopenblasp.so.0",
+    "/usr/lib64/libopenblas.so.0",
+    "/usr/lib64/libopenblaso.so.0",
+    "/usr/lib/libopenblas.so.0",
+    "/usr/local/lib/libopenblas.so.0",
+)
+
+_blas_in_use: str | None = None
+
+
+def blas_in_use() -> str:
+    """Which BLAS MLX's CPU matmuls use, e.g. 'openblas (/usr/lib/.../libopenblas.so.0)'."""
+    return _blas_in_use if _blas_in_use is not None else load_system_blas()
+
+
+def load_system_blas() -> str:
+    """Load the BLAS named by MYLLM_BLAS, or the first system OpenBLAS found; return what is used.
+
+    Runs once per process; warns once when only the reference BLAS is left. A MYLLM_BLAS path that
+    does not exist is a UserError."""
+    global _blas_in_use
+    if _blas_in_use is None:
+        _blas_in_use = _choose_and_load()
+    return _blas_in_use
+
+
+def _choose_and_load() -> str:
+    if sys.platform == "darwin":
+        return "accelerate (macOS)"
+    requested = os.environ.get(BLAS_ENV, "").strip()
+    if requested.lower() == "none":
+        return f"reference (netlib, shipped with mlx; {BLAS_ENV}=none)"
+    if requested and not os.path.exists(requested):
+        raise UserError(f"{BLAS_ENV}={requested} does not exist: {INSTALL_HINT}, or set it to none")
+    if "mlx.core" in sys.modules:
+        return "unknown (mlx.core was imported before myllm_mlx: the BLAS could not be swapped)"
+    candidates = [requested] if requested else [p for p in SEARCH_PATHS if os.path.exists(p)]
+    for path in candidates:
+        try:
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+        except OSError as error:
+            if requested:
+                raise UserError(
+                    f"{BLAS_ENV}={requested} could not be loaded ({error}): {INSTALL_HINT}"
+                ) from error
+            continue
+        return f"{_blas_name(path)} ({os.path.realpath(path)})"
+    warnings.warn(
+        f"MLX on CPU is using the slow reference BLAS (no OpenBLAS found): {INSTALL_HINT}",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return "reference (netlib, shipped with mlx)"
+
+
+def _blas_name(path: str) -> str:
+    name = os.path.basename(os.path.realpath(path)).lower()
+    for known in ("openblas", "mkl", "blis", "atlas"):
+        if known in name:
+            return known
+    return "system blas"

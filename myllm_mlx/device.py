@@ -1,0 +1,49 @@
+"""Device choice for the MLX backend: auto = GPU (Metal or CUDA) > CPU (DESIGN §6)."""
+
+from __future__ import annotations
+
+import os
+
+import mlx.core as mx
+
+from myllm.errors import UserError
+from myllm_mlx.blas import blas_in_use
+
+# "cuda", "mps" and "metal" are accepted as the GPU too, so torch's --device values carry over.
+DEVICE_CHOICES = ("auto", "cpu", "gpu")
+GPU_ALIASES = ("cuda", "mps", "metal")
+
+
+def resolve_device(name: str = "auto") -> mx.Device:
+    """The mx.Device for `name`, made MLX's default device; UserError when unknown or missing."""
+    kind = name.split(":")[0].lower()
+    if kind in GPU_ALIASES:
+        kind = "gpu"
+    if kind not in DEVICE_CHOICES:
+        choices = ", ".join(DEVICE_CHOICES + GPU_ALIASES)
+        raise UserError(f"unknown device {name!r}: use one of {choices}")
+    if kind == "auto":
+        kind = "gpu" if mx.is_available(mx.gpu) else "cpu"
+    if kind == "gpu" and not mx.is_available(mx.gpu):
+        raise UserError(
+            f"device {name!r} is not available on this machine (no Metal or CUDA GPU in this MLX "
+            "build): use --device cpu or auto"
+        )
+    # MLX has no .to(device): arrays live in unified memory and ops run on the default device.
+    device = mx.Device(mx.gpu if kind == "gpu" else mx.cpu)
+    mx.set_default_device(device)
+    return device
+
+
+def describe_device(device: mx.Device) -> str:
+    """A human name, e.g. 'gpu (Apple M2 Pro)' or 'cpu (8 cores, openblas (/usr/lib/...))'."""
+    if device.type == mx.gpu:
+        name = mx.device_info(device).get("device_name", "")
+        return f"gpu ({name})" if name else "gpu"
+    return f"cpu ({os.cpu_count()} cores, {blas_in_use()})"
+
+
+def synchronize(device: mx.Device | None = None) -> None:
+    """Wait for queued work on `device` (timing only; the training step never calls it)."""
+    if hasattr(mx, "synchronize"):
+        mx.synchronize()

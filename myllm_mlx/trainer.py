@@ -1,0 +1,127 @@
+"""One training step, evaluation and checkpoint state for the MLX GPT (DESIGN §3).
+
+The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
+backends and lives in myllm/training.py.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten
+
+from myllm.checkpoint import Checkpoint, OptimizerState
+from myllm.config import ModelConfig, TrainConfig
+from myllm_mlx.device import describe_device, resolve_device
+from myllm_mlx.generate import Decoder
+from myllm_mlx.model import GPTModel, loss_fn
+
+
+class Trainer:
+    """A GPTModel with its AdamW optimizer on one device."""
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
+        self.train_config = train_config
+        self.device = resolve_device(train_config.device)
+        self.rank, self.world_size = 0, 1
+        mx.random.seed(train_config.seed)
+        self.model = GPTModel(model_config)
+        # bias_correction=True: torch's AdamW corrects both moments, MLX's does not by default.
+        self.optimizer = optim.AdamW(
+            learning_rate=train_config.lr,
+            betas=[train_config.beta1, train_config.beta2],
+            eps=train_config.eps,
+            weight_decay=train_config.weight_decay,
+            bias_correction=True,
+        )
+        self.optimizer.init(self.model.trainable_parameters())
+        mx.eval(self.model.parameters(), self.optimizer.state)
+        self.loss_and_grad = nn.value_and_grad(self.model, loss_fn)
+        # The whole step (forward, backward, clip, AdamW) is traced once per batch shape and
+        # fused; the state it reads and writes is declared so the compiled graph stays pure.
+        self.state = [self.model.state, self.optimizer.state, mx.random.state]
+        self.compiled = True
+        self.compiled_step = mx.compile(self.step, inputs=self.state, outputs=self.state)
+
+    def describe_device(self) -> str:
+        return describe_device(self.device)
+
+    def versions(self) -> dict[str, str]:
+        return {"mlx": mx.__version__}
+
+    def to_device(self, batch: np.ndarray) -> mx.array:
+        return mx.array(batch.astype(np.int32))  # unified memory: no copy to a device
+
+    def step(self, x: mx.array, y: mx.array):
+        loss, grads = self.loss_and_grad(self.model, x, y)
+        grads, grad_norm = optim.clip_grad_norm(grads, self.train_config.grad_clip)
+        self.optimizer.update(self.model, grads)
+        return loss, grad_norm
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
+        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars."""
+        self.model.train()
+        self.optimizer.learning_rate = lr
+        loss, grad_norm = self.compiled_step(self.to_device(x), self.to_device(y))
+        mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
+        return loss, grad_norm
+
+    def to_host(self, values: list) -> list[float]:
+        """Scalars from train_step as Python floats."""
+        return mx.stack(values).tolist() if values else []
+
+    def evaluate(self, batches) -> float:
+        """Mean cross-entropy over the windows of `batches`, dropout off."""
+        self.model.eval()
+        total, count = mx.array(0.0), 0
+        for x, y in batches:
+            total = total + loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+            mx.eval(total)
+            count += len(x)
+        return total.item() / count
+
+    def decoder(self) -> Decoder:
+        return Decoder(self.model)
+
+    def checkpoint(self) -> Checkpoint:
+        """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""
+        weights = {name: np.array(p) for name, p in tree_flatten(self.model.parameters())}
+        flat_state = dict(tree_flatten(self.optimizer.state))
+        optimizer = None
+        step = int(self.optimizer.state["step"].item())
+        if step > 0:
+            optimizer = OptimizerState(
+                step=step,
+                exp_avg={name: np.array(flat_state[f"{name}.m"]) for name in weights},
+                exp_avg_sq={name: np.array(flat_state[f"{name}.v"]) for name in weights},
+            )
+        rng = {"mlx": np.array(mx.random.state[0])}
+        return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
+
+    def load_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Restore weights, and the optimizer and RNG state when the checkpoint has them.
+
+        The state is updated in place: the compiled step holds references to these containers.
+        """
+        self.model.load_weights([(n, mx.array(a)) for n, a in checkpoint.weights.items()])
+        if checkpoint.optimizer is not None:
+            opt = checkpoint.optimizer
+            self.optimizer.state["step"] = mx.array(opt.step, dtype=mx.uint64)
+            for name in checkpoint.weights:
+                moments = parameter_state(self.optimizer.state, name)
+                moments["m"] = mx.array(opt.exp_avg[name])
+                moments["v"] = mx.array(opt.exp_avg_sq[name])
+        if "mlx" in checkpoint.rng:
+            # mx.random.state is read-only; key(seed) is seed's two 32-bit words: this restores it.
+            high, low = (int(word) for word in checkpoint.rng["mlx"])
+            mx.random.seed((high << 32) | low)
+        mx.eval(self.state)
+
+
+def parameter_state(tree, name: str) -> dict:
+    """The optimizer's per-parameter dict for a canonical name like blocks.0.ln1.weight."""
+    for part in name.split("."):
+        tree = tree[int(part)] if isinstance(tree, list) else tree[part]
+    return tree
