@@ -16,25 +16,32 @@ from myllm.errors import UserError
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, else it is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp_name)
+    """Yield a temporary path beside `path`; on success it replaces `path`, else it is removed.
+
+    Any OSError (disk full, read-only or missing directory) becomes a one-line UserError.
+    """
+    temp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+        )
+        temp = Path(temp_name)
+        os.fchmod(handle, _default_mode())  # mkstemp's 0600 would make every checkpoint private
+        os.close(handle)
         yield temp
         with open(temp, "rb") as written:
             os.fsync(written.fileno())
         os.replace(temp, path)
         _fsync_directory(path.parent)
     except OSError as error:
-        temp.unlink(missing_ok=True)
+        _remove(temp)
         raise UserError(
-            f"could not write {path} ({error.strerror or error}); the previous file is intact: "
-            "free disk space or write to another directory"
+            f"could not write {path} ({error.strerror or error}); any previous version of it is "
+            "intact: free disk space or write to another directory"
         ) from None
     except BaseException:
-        temp.unlink(missing_ok=True)
+        _remove(temp)
         raise
 
 
@@ -46,6 +53,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def _default_mode() -> int:
+    """The permissions open() gives a new file: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _remove(temp: Path | None) -> None:
+    if temp is not None:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
 
 
 def _fsync_directory(directory: Path) -> None:

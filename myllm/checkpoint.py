@@ -7,6 +7,7 @@ then reading one format and writing the other: a change of container, never a re
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ TIED_NAMES = {"lm_head.weight": "token_embedding.weight"}  # stored once, tied a
 SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}
 OPTIMIZER_PREFIX = "optimizer."
 RNG_PREFIX = "rng."
+RNG_DTYPES = {"torch": np.uint8}  # torch.get_rng_state(); other backends: any integer array
 
 
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -99,13 +101,15 @@ def checkpoint_format(path: Path) -> str:
 
 
 def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
-    """Write `checkpoint` atomically in the format its extension names."""
+    """Write `checkpoint` atomically in the format its extension names.
+
+    Serialized in memory first: a failed disk write (disk full) is then a plain OSError, which
+    atomic_write reports in one line, not an error from inside torch or safetensors.
+    """
     path = Path(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
-    if checkpoint_format(path) == "torch":
-        atomic_write(path, lambda temp: _write_torch(temp, checkpoint))
-    else:
-        atomic_write(path, lambda temp: _write_safetensors(temp, checkpoint))
+    serialize = _torch_bytes if checkpoint_format(path) == "torch" else _safetensors_bytes
+    atomic_write(path, lambda temp: temp.write_bytes(serialize(checkpoint)))
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -116,6 +120,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise UserError(f"checkpoint {path} not found: pass an existing --checkpoint file")
     checkpoint = _read_torch(path) if fmt == "torch" else _read_safetensors(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
+    validate_extras(checkpoint, path)
     return checkpoint
 
 
@@ -139,6 +144,36 @@ def validate_weights(weights: dict[str, np.ndarray], config: ModelConfig, path: 
             )
 
 
+def validate_extras(checkpoint: Checkpoint, path: Path) -> None:
+    """What sits beside the weights: a train_config object, RNG states as integer arrays."""
+    if checkpoint.train_config is not None and not isinstance(checkpoint.train_config, dict):
+        raise _corrupt(path, TypeError("train_config is not an object"))
+    for name, state in checkpoint.rng.items():
+        expected = RNG_DTYPES.get(name)
+        if not np.issubdtype(state.dtype, np.integer) or expected not in (None, state.dtype):
+            raise _corrupt(path, TypeError(f"RNG state {name!r} is {state.dtype}"))
+
+
+def _model_config(values: Any, path: Path) -> ModelConfig:
+    """The stored model config; invalid values mean a corrupt file, not a bad command-line flag."""
+    try:
+        return ModelConfig.from_dict(values)
+    except UserError as error:
+        raise _corrupt(path, error) from None
+
+
+def _training_state(values: Any) -> TrainingState:
+    """TrainingState from stored metadata; TypeError when fields are unknown or mistyped."""
+    state = TrainingState(**values)
+    counters_ok = all(isinstance(v, int) for v in (state.step, state.epoch))
+    losses_ok = all(
+        v is None or isinstance(v, (int, float)) for v in (state.loss, state.best_val_loss)
+    )
+    if not (counters_ok and losses_ok):
+        raise TypeError(f"training state {values} has values of the wrong type")
+    return state
+
+
 def _corrupt(path: Path, error: BaseException) -> UserError:
     reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return UserError(
@@ -150,8 +185,8 @@ def _corrupt(path: Path, error: BaseException) -> UserError:
 # --- safetensors (MLX backend) ---
 
 
-def _write_safetensors(temp: Path, checkpoint: Checkpoint) -> None:
-    from safetensors.numpy import save_file
+def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
+    from safetensors.numpy import save
 
     tensors = dict(checkpoint.weights)
     optimizer_meta = None
@@ -171,7 +206,7 @@ def _write_safetensors(temp: Path, checkpoint: Checkpoint) -> None:
         "optimizer": optimizer_meta,
     }
     tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
-    save_file(tensors, str(temp), metadata={"myllm": json.dumps(meta)})
+    return save(tensors, metadata={"myllm": json.dumps(meta)})
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -179,9 +214,17 @@ def _read_safetensors(path: Path) -> Checkpoint:
 
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            meta = json.loads((handle.metadata() or {})["myllm"])
+            meta = json.loads((handle.metadata() or {}).get("myllm", "null"))
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
-        model_config = ModelConfig.from_dict(meta["model_config"])
+        if not isinstance(meta, dict):
+            raise ValueError("no myllm metadata")
+        model_config = _model_config(meta["model_config"], path)
+        training = _training_state(meta.get("training", {}))
+        optimizer_step = None
+        if meta.get("optimizer") is not None:
+            optimizer_step = meta["optimizer"]["step"]
+            if not isinstance(optimizer_step, int):
+                raise TypeError(f"optimizer step {optimizer_step!r} is not an integer")
     except UserError:
         raise
     except Exception as error:  # safetensors raises its own error types for bad headers
@@ -197,14 +240,14 @@ def _read_safetensors(path: Path) -> Checkpoint:
         else:
             weights[name] = array
     optimizer = None
-    if meta.get("optimizer") is not None:
-        optimizer = OptimizerState(int(meta["optimizer"]["step"]), exp_avg, exp_avg_sq)
+    if optimizer_step is not None:
+        optimizer = OptimizerState(optimizer_step, exp_avg, exp_avg_sq)
         validate_weights(exp_avg, model_config, path)
         validate_weights(exp_avg_sq, model_config, path)
     return Checkpoint(
         model_config=model_config,
         weights=weights,
-        training=TrainingState(**meta.get("training", {})),
+        training=training,
         train_config=meta.get("train_config"),
         optimizer=optimizer,
         rng=rng,
@@ -214,7 +257,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
 # --- torch .pt (the reference's dict) ---
 
 
-def _write_torch(temp: Path, checkpoint: Checkpoint) -> None:
+def _torch_bytes(checkpoint: Checkpoint) -> bytes:
     import torch
 
     tensors = {name: torch.from_numpy(np.array(a)) for name, a in checkpoint.weights.items()}
@@ -251,7 +294,9 @@ def _write_torch(temp: Path, checkpoint: Checkpoint) -> None:
             "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
         },
     }
-    torch.save(payload, temp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def _torch_param_group(config: dict[str, Any], num_params: int) -> dict[str, Any]:
@@ -291,7 +336,7 @@ def _read_torch(path: Path) -> Checkpoint:
     except Exception as error:
         raise _corrupt(path, error) from None
     try:
-        model_config = ModelConfig.from_dict(payload["model_config"])
+        model_config = _model_config(payload["model_config"], path)
         extra = payload.get("myllm", {})
         state = payload["model_state_dict"]
         weights = {
@@ -310,7 +355,7 @@ def _read_torch(path: Path) -> Checkpoint:
                 exp_avg_sq={names[i]: m["exp_avg_sq"].numpy() for i, m in moments.items()},
             )
         training = (
-            TrainingState(**extra["training"])
+            _training_state(extra["training"])
             if "training" in extra
             else TrainingState(epoch=int(payload.get("epoch", 0)), loss=payload.get("loss"))
         )

@@ -1,12 +1,15 @@
 """SIGINT / SIGTERM during training: finish the step, save, exit 130 / 143 (DESIGN §3, §5).
 
-The first signal only sets a flag that the loop checks after each step; a second one restores the
-default behaviour and interrupts at once (atomic writes keep every file on disk whole).
+The first signal only sets a flag that the loop checks after each step. A second one stops at once
+with the same exit code. It raises SystemExit (click would turn a KeyboardInterrupt into "Aborted!"
+and exit code 1) wherever the program is, so a save in progress removes its temporary file and the
+checkpoint it would have replaced stays whole (myllm/atomic.py).
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 
@@ -31,8 +34,12 @@ class GracefulStop:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested is not None:  # second signal: stop now
-            raise KeyboardInterrupt
+        if self.requested is not None:  # second signal: stop now, without saving
+            sys.stderr.write(
+                f"\n{signal.Signals(signum).name} again: stopped at once; the checkpoints on "
+                "disk are the last ones saved\n"
+            )
+            raise SystemExit(EXIT_CODES[signum])
         self.requested = signum
 
     @property

@@ -72,7 +72,7 @@ def plot_runs(
         axes.grid(alpha=0.3)
         if log_x:
             axes.set_xscale("log")
-    return _finish(figure, panels, panels[0].legend(fontsize=8), points, out)
+    return _finish(figure, panels, panels[0].legend(fontsize=8, loc="upper right"), points, out)
 
 
 def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from myllm.atomic import atomic_write_text
+from myllm.errors import UserError
 
 
 @dataclass
@@ -21,9 +24,24 @@ class RunFiles:
     directory: Path
     suffix: str
 
+    def create_directory(self) -> None:
+        """mkdir -p the run directory, or a UserError naming it."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(
+                f"cannot create the checkpoint directory {self.directory} "
+                f"({error.strerror or error}): pass another --checkpoint-dir"
+            ) from None
+
     def checkpoint(self, name: str) -> Path:
         """e.g. checkpoint("best_model") -> checkpoints/best_model.pt"""
         return self.directory / f"{name}{self.suffix}"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The checkpoint of this directory written last, or None when there is none yet."""
+        found = [path for path in self.directory.glob(f"*{self.suffix}") if path.is_file()]
+        return max(found, key=lambda path: path.stat().st_mtime_ns, default=None)
 
     @property
     def tokenizer(self) -> Path:
@@ -51,23 +69,37 @@ class RunFiles:
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl, flushed and fsynced per record.
 
-    Append-only (not rename-per-write, which would rewrite the whole file each time): a crash can
-    at worst leave a torn last line, which readers skip.
+    Append-only by design, the one file not written by temp-file-and-rename (myllm/atomic.py): that
+    would rewrite the whole file at every record. A crash can at worst leave a torn last line, which
+    readers skip and a resumed run cuts off. A failed write (disk full) is a one-line UserError.
     """
 
     def __init__(self, path: Path, append: bool, enabled: bool = True):
+        self.path = path
         self.file = None
         if enabled:  # data-parallel ranks other than 0 write nothing
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if append:
-                drop_torn_last_line(path)
-            self.file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
+            with self.errors_as_user_error():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if append:
+                    drop_torn_last_line(path)
+                self.file = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            with self.errors_as_user_error():
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+                os.fsync(self.file.fileno())
+
+    @contextlib.contextmanager
+    def errors_as_user_error(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            raise UserError(
+                f"could not write {self.path} ({error.strerror or error}); the checkpoints already "
+                "written are intact: free disk space or pass another --checkpoint-dir"
+            ) from None
 
     def close(self) -> None:
         if self.file is not None:

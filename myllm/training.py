@@ -190,7 +190,7 @@ class TrainingRun:
                     window_start = time.perf_counter()
             if pending:  # interrupted between log points
                 self.log_steps(pending, lr, None, metrics, time.perf_counter() - run_start)
-        self.save("checkpoint_last")
+            self.save("checkpoint_last")  # still under GracefulStop: a 2nd signal leaves no litter
         metrics.close()
         return self.finish(stop.requested, stop.exit_code)
 
@@ -204,7 +204,7 @@ class TrainingRun:
 
     def open_files(self, resume: Path | None) -> MetricsLog:
         if self.is_main:
-            self.files.directory.mkdir(parents=True, exist_ok=True)
+            self.files.create_directory()
             self.corpus.tokenizer.save(self.files.tokenizer)
             self.files.write_run_info(
                 {
@@ -239,7 +239,7 @@ class TrainingRun:
         first_step = self.state.step - len(pending) + 1
         for offset, (loss, norm) in enumerate(zip(losses, grad_norms, strict=True)):
             if not (math.isfinite(loss) and math.isfinite(norm)):
-                self.stop_on_non_finite(first_step + offset, loss, norm)
+                self.stop_on_non_finite(first_step + offset, f"loss {loss}, gradient norm {norm}")
         self.last_train_loss = float(np.mean(losses))
         self.state.loss = losses[-1]
         record = {
@@ -253,11 +253,12 @@ class TrainingRun:
         }
         metrics.write(record)
 
-    def stop_on_non_finite(self, step: int, loss: float, grad_norm: float) -> None:
-        best = self.files.checkpoint("best_model")
-        kept = f"the last good checkpoint is {best}" if best.exists() else "no checkpoint written"
+    def stop_on_non_finite(self, step: int, what: str) -> None:
+        """Stop before anything non-finite is saved; the checkpoints on disk stay as they are."""
+        latest = self.files.latest_checkpoint()
+        kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint written"
         raise UserError(
-            f"training diverged at step {step} (loss {loss}, gradient norm {grad_norm}); {kept}; "
+            f"training diverged at step {step} ({what}); {kept}; "
             f"lower the learning rate (now --lr {self.config.lr})",
             exit_code=1,
         )
@@ -272,6 +273,8 @@ class TrainingRun:
             config.seed,
         )
         val_loss = self.trainer.evaluate(batches)
+        if not math.isfinite(val_loss):  # e.g. weights ruined by a step whose loss was still finite
+            self.stop_on_non_finite(self.state.step, f"validation loss {val_loss}")
         metrics.write(
             {
                 "step": self.state.step,
@@ -297,9 +300,12 @@ class TrainingRun:
             self.print_sample()
 
     def save(self, name: str) -> None:
+        checkpoint = self.trainer.checkpoint()
+        # Every rank checks (data-parallel ranks hold the same weights), so all stop together.
+        if not all(np.isfinite(weights).all() for weights in checkpoint.weights.values()):
+            self.stop_on_non_finite(self.state.step, f"non-finite weights when saving {name}")
         if not self.is_main:
             return
-        checkpoint = self.trainer.checkpoint()
         checkpoint.training = TrainingState(**vars(self.state))
         checkpoint.train_config = self.config.to_dict()
         write_checkpoint(self.files.checkpoint(name), checkpoint)
