@@ -173,8 +173,7 @@ def generate(
     if interactive:
         run_repl(decoder, request)
         return
-    encode_check = char_tokenizer.encode(prompt, skip_unknown=skip_unknown)  # fail before printing
-    del encode_check
+    char_tokenizer.encode(prompt, skip_unknown=skip_unknown)  # unknown characters: fail first
     if num_samples == 1:
         sys.stdout.write(prompt)
     try:
@@ -269,3 +268,63 @@ def plot(
 
     summary = plot_runs(run_dirs, out, metric=metric, log_x=log_x)
     err_console.print(f"Wrote {summary.out} ({', '.join(summary.labels)})", soft_wrap=True)
+
+
+# --- bench ---
+
+
+@app.command()
+def bench(
+    backends: Annotated[
+        str | None,
+        typer.Option(help="comma-separated, e.g. torch,mlx (default: all installed)"),
+    ] = None,
+    config: Annotated[str, typer.Option(help="tiny, baby or default: model and batch")] = "default",
+    d_model: Annotated[
+        int | None, typer.Option("--d-model", "--d_model", help="override the config's")
+    ] = None,
+    n_layers: Annotated[
+        int | None, typer.Option("--n-layers", "--n_layers", help="override the config's")
+    ] = None,
+    n_heads: Annotated[
+        int | None, typer.Option("--n-heads", "--n_heads", help="override the config's")
+    ] = None,
+    block_size: Annotated[
+        int | None, typer.Option("--block-size", "--block_size", help="override the config's")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", "--batch_size", help="override the config's")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training steps per timed repeat (default: per config)")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="untimed training steps first (default: per config)")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
+    ] = None,
+    gen_tokens: Annotated[
+        int, typer.Option("--gen-tokens", "--gen_tokens", help="tokens per generation")
+    ] = 128,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+) -> None:
+    """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
+    from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
+
+    names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
+    settings = BenchSettings(
+        backends=names, config=config, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+        block_size=block_size, batch_size=batch_size, steps=steps, warmup=warmup,
+        repeats=repeats, gen_tokens=gen_tokens, device=device,
+    )  # fmt: skip
+    with err_console.status("benchmarking") as status:
+        report = run_bench(settings, progress=lambda message: status.update(message))
+    console = Console()
+    console.print(render_table(report))
+    for note in report_notes(report):
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    if json_path is not None:
+        write_report(json_path, report)
+        err_console.print(f"Wrote {json_path}")

@@ -50,21 +50,22 @@ def load_system_blas() -> str:
     does not exist is a UserError."""
     global _blas_in_use
     if _blas_in_use is None:
-        _blas_in_use = _choose_and_load()
+        requested = os.environ.get(BLAS_ENV, "").strip()
+        _blas_in_use = _choose_blas(requested, SEARCH_PATHS, "mlx.core" in sys.modules)
     return _blas_in_use
 
 
-def _choose_and_load() -> str:
+def _choose_blas(requested: str, search_paths: tuple[str, ...], mlx_imported: bool) -> str:
+    """Load the requested BLAS, or the first of `search_paths` that exists; describe the result."""
     if sys.platform == "darwin":
         return "accelerate (macOS)"
-    requested = os.environ.get(BLAS_ENV, "").strip()
     if requested.lower() == "none":
         return f"reference (netlib, shipped with mlx; {BLAS_ENV}=none)"
     if requested and not os.path.exists(requested):
         raise UserError(f"{BLAS_ENV}={requested} does not exist: {INSTALL_HINT}, or set it to none")
-    if "mlx.core" in sys.modules:
+    if mlx_imported:
         return "unknown (mlx.core was imported before myllm_mlx: the BLAS could not be swapped)"
-    candidates = [requested] if requested else [p for p in SEARCH_PATHS if os.path.exists(p)]
+    candidates = [requested] if requested else [p for p in search_paths if os.path.exists(p)]
     for path in candidates:
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)

@@ -1,5 +1,11 @@
 """Parity tests compare the torch reference and the MLX port on the same weights (DESIGN §8)."""
 
+# Import order matters on Linux CPU: torch first (so its BLAS calls stay on its own MKL), then
+# myllm_mlx, which loads the system OpenBLAS before anything imports mlx.core.
+import torch  # noqa: F401  # isort: skip
+import myllm_mlx  # noqa: F401  # isort: skip
+
+
 import pytest
 
 

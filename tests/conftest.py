@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Import order matters on Linux CPU: torch first (so its BLAS calls stay on its own MKL), then
+# myllm_mlx, which loads the system OpenBLAS before anything imports mlx.core.
+import torch  # noqa: F401  # isort: skip
+import myllm_mlx  # noqa: F401  # isort: skip
+
+
 from pathlib import Path
 
 import pytest
