@@ -7,6 +7,7 @@ functions that draw.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,8 @@ def _run_info(path: Path) -> str:
         ) from None
     if not isinstance(info, dict):
         return ""
-    return ", ".join(str(info[key]) for key in ("backend", "device") if info.get(key))
+    text = ", ".join(str(info[key]) for key in ("backend", "device") if info.get(key))
+    return re.sub(r" \(/[^()]*\)", "", text)  # library paths make the legend wider than the plot
 
 
 def _read_metrics(path: Path) -> list[tuple[int, dict[str, Any]]]:

@@ -47,11 +47,11 @@ def cache_freed_buffers() -> None:
 
 
 def describe_device(device: mx.Device) -> str:
-    """A human name, e.g. 'gpu (Apple M2 Pro)' or 'cpu (8 cores, openblas (/usr/lib/...))'."""
+    """A human name, e.g. 'gpu (Apple M2 Pro)' or 'cpu (8 cores, openblas)'."""
     if device.type == mx.gpu:
         name = mx.device_info(device).get("device_name", "")
         return f"gpu ({name})" if name else "gpu"
-    return f"cpu ({os.cpu_count()} cores, {blas_in_use()})"
+    return f"cpu ({os.cpu_count()} cores, {blas_in_use().split(' (')[0]})"  # path: blas_in_use()
 
 
 def synchronize(device: mx.Device | None = None) -> None:
