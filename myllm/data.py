@@ -119,8 +119,12 @@ class BatchSampler:
         index = step % self.steps_per_epoch
         order = self.epoch_order(self.epoch_of(step))
         starts = order[index * self.batch_size : (index + 1) * self.batch_size]
-        starts = np.array_split(starts, self.world_size)[self.rank]
-        return windows(self.tokens, starts, self.block_size)
+        return windows(self.tokens, shard_rows(starts, self.rank, self.world_size), self.block_size)
+
+
+def shard_rows(rows: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """Rank `rank`'s contiguous piece of `rows` (np.array_split: sizes differ by at most one)."""
+    return rows if world_size == 1 else np.array_split(rows, world_size)[rank]
 
 
 def validation_batches(

@@ -156,7 +156,9 @@ class TrainingRun:
             task = progress.add_task(
                 "train", total=self.total_steps, completed=state.step, loss=math.nan, speed=0.0
             )
-            while state.step < self.total_steps and stop.requested is None:
+            while state.step < self.total_steps and not self.trainer.any_rank(
+                stop.requested is not None
+            ):
                 x, y = self.sampler.batch(state.step)
                 lr = self.schedule.lr_at(state.step)
                 pending.append(self.trainer.train_step(x, y, lr))
@@ -284,10 +286,11 @@ class TrainingRun:
                 "tokens_seen": self.state.step * config.batch_size * config.block_size,
             }
         )
-        self.console.print(
-            f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
-            f"val loss {val_loss:.4f}"
-        )
+        if self.is_main:
+            self.console.print(
+                f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
+                f"val loss {val_loss:.4f}"
+            )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss
             self.save("best_model")

@@ -14,20 +14,30 @@ from mlx.utils import tree_flatten
 
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
+from myllm.data import shard_rows
 from myllm_mlx.device import describe_device, resolve_device
+from myllm_mlx.distributed import (
+    all_reduce_sum,
+    average_gradients,
+    batch_share,
+    init_distributed,
+    rank_device,
+    split_random_stream,
+)
 from myllm_mlx.generate import Decoder
 from myllm_mlx.model import GPTModel, loss_fn
 
 
 class Trainer:
-    """A GPTModel with its AdamW optimizer on one device."""
+    """A GPTModel with its AdamW optimizer on one device; one rank of many under mlx.launch."""
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
         self.train_config = train_config
-        self.device = resolve_device(train_config.device)
-        self.rank, self.world_size = 0, 1
+        self.device = rank_device(resolve_device(train_config.device))
+        self.rank, self.world_size = init_distributed(self.device)
         mx.random.seed(train_config.seed)
         self.model = GPTModel(model_config)
+        # No DDP wrapper in MLX: step() averages the gradients itself when data parallel.
         # bias_correction=True: torch's AdamW corrects both moments, MLX's does not by default.
         self.optimizer = optim.AdamW(
             learning_rate=train_config.lr,
@@ -44,6 +54,7 @@ class Trainer:
         self.state = [self.model.state, self.optimizer.state, mx.random.state]
         self.compiled = True
         self.compiled_step = mx.compile(self.step, inputs=self.state, outputs=self.state)
+        split_random_stream(self.rank)
 
     def describe_device(self) -> str:
         return describe_device(self.device)
@@ -54,17 +65,28 @@ class Trainer:
     def to_device(self, batch: np.ndarray) -> mx.array:
         return mx.array(batch.astype(np.int32))  # unified memory: no copy to a device
 
-    def step(self, x: mx.array, y: mx.array):
+    def step(self, x: mx.array, y: mx.array, share: mx.array | None):
         loss, grads = self.loss_and_grad(self.model, x, y)
+        if share is not None:  # the ranks' gradients, weighted so, are the global batch's
+            grads = average_gradients(grads, share, self.world_size)
+            loss = all_reduce_sum(loss * share)
         grads, grad_norm = optim.clip_grad_norm(grads, self.train_config.grad_clip)
         self.optimizer.update(self.model, grads)
         return loss, grad_norm
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
-        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars."""
+        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars.
+
+        Data parallel: x, y are this rank's shard; the loss returned is the global batch's mean.
+        """
         self.model.train()
         self.optimizer.learning_rate = lr
-        loss, grad_norm = self.compiled_step(self.to_device(x), self.to_device(y))
+        share = None
+        if self.world_size > 1:
+            share = batch_share(len(x))
+            if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
+                x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
+        loss, grad_norm = self.compiled_step(self.to_device(x), self.to_device(y), share)
         mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
         return loss, grad_norm
 
@@ -73,14 +95,25 @@ class Trainer:
         return mx.stack(values).tolist() if values else []
 
     def evaluate(self, batches) -> float:
-        """Mean cross-entropy over the windows of `batches`, dropout off."""
+        """Mean cross-entropy over the windows of `batches`, dropout off; ranks split each batch."""
         self.model.eval()
         total, count = mx.array(0.0), 0
         for x, y in batches:
-            total = total + loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
-            mx.eval(total)
-            count += len(x)
-        return total.item() / count
+            x = shard_rows(x, self.rank, self.world_size)
+            y = shard_rows(y, self.rank, self.world_size)
+            if len(x) > 0:
+                total = total + loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+                mx.eval(total)
+                count += len(x)
+        if self.world_size > 1:
+            total, count = all_reduce_sum(mx.stack([total, mx.array(float(count))])).tolist()
+        return float(total) / count
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` is set on any rank: data-parallel ranks must stop at the same step."""
+        if self.world_size == 1:
+            return flag
+        return all_reduce_sum(mx.array(float(flag))).item() > 0
 
     def decoder(self) -> Decoder:
         return Decoder(self.model)
@@ -117,6 +150,7 @@ class Trainer:
             # mx.random.state is read-only; key(seed) is seed's two 32-bit words: this restores it.
             high, low = (int(word) for word in checkpoint.rng["mlx"])
             mx.random.seed((high << 32) | low)
+            split_random_stream(self.rank)
         mx.eval(self.state)
 
 

@@ -11,20 +11,33 @@ import torch
 
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
+from myllm.data import shard_rows
 from myllm_torch.device import describe_device, resolve_device
+from myllm_torch.distributed import (
+    all_reduce_sum,
+    batch_share,
+    data_parallel,
+    init_distributed,
+    rank_device,
+    split_random_stream,
+)
 from myllm_torch.generate import Decoder
 from myllm_torch.model import GPTModel, loss_fn
 
 
 class Trainer:
-    """A GPTModel with its AdamW optimizer on one device."""
+    """A GPTModel with its AdamW optimizer on one device; one rank of many under torchrun."""
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
         self.train_config = train_config
-        self.device = resolve_device(train_config.device)
-        self.rank, self.world_size = 0, 1
+        self.device = rank_device(resolve_device(train_config.device))
+        self.rank, self.world_size = init_distributed(self.device)
         torch.manual_seed(train_config.seed)
         self.model = GPTModel(model_config).to(self.device)
+        # Steps run through DDP when data parallel; self.model stays the plain GPTModel.
+        self.parallel_model = self.model
+        if self.world_size > 1:
+            self.parallel_model = data_parallel(self.model, self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=train_config.lr,
@@ -34,6 +47,7 @@ class Trainer:
         )
         # torch.compile is not used: on CPU its first-step cost outweighs the gain for this model.
         self.compiled = False
+        split_random_stream(self.rank)
 
     def describe_device(self) -> str:
         return describe_device(self.device)
@@ -44,10 +58,14 @@ class Trainer:
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(batch).to(self.device, dtype=torch.long, non_blocking=True)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor):
-        loss = loss_fn(self.model, x, y)
+    def step(self, x: torch.Tensor, y: torch.Tensor, share: torch.Tensor | None):
+        loss = loss_fn(self.parallel_model, x, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if share is None:
+            loss.backward()
+        else:  # DDP averages the ranks' gradients: weighted so, they are the global batch's
+            (loss * (share * self.world_size)).backward()
+            loss = all_reduce_sum(loss.detach() * share)
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.train_config.grad_clip
         )
@@ -55,11 +73,19 @@ class Trainer:
         return loss.detach(), grad_norm
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
-        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync."""
+        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync.
+
+        Data parallel: x, y are this rank's shard; the loss returned is the global batch's mean.
+        """
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        return self.step(self.to_device(x), self.to_device(y))
+        share = None
+        if self.world_size > 1:
+            share = batch_share(len(x), self.device)
+            if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
+                x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
+        return self.step(self.to_device(x), self.to_device(y), share)
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats (the one host sync, at logging time)."""
@@ -67,13 +93,25 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, batches) -> float:
-        """Mean cross-entropy over the windows of `batches`, dropout off."""
+        """Mean cross-entropy over the windows of `batches`, dropout off; ranks split each batch."""
         self.model.eval()
         total, count = torch.zeros((), device=self.device), 0
         for x, y in batches:
-            total += loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
-            count += len(x)
-        return total.item() / count
+            x = shard_rows(x, self.rank, self.world_size)
+            y = shard_rows(y, self.rank, self.world_size)
+            if len(x) > 0:
+                total += loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+                count += len(x)
+        if self.world_size > 1:
+            total_and_count = torch.stack([total, torch.tensor(float(count), device=self.device)])
+            total, count = all_reduce_sum(total_and_count).tolist()
+        return float(total) / count
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether `flag` is set on any rank: data-parallel ranks must stop at the same step."""
+        if self.world_size == 1:
+            return flag
+        return all_reduce_sum(torch.tensor(float(flag), device=self.device)).item() > 0
 
     def decoder(self) -> Decoder:
         return Decoder(self.model)
@@ -91,6 +129,8 @@ class Trainer:
                 exp_avg_sq={n: s["exp_avg_sq"].cpu().numpy().copy() for n, s in states.items()},
             )
         rng = {"torch": torch.get_rng_state().numpy().copy()}
+        if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
         return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -113,3 +153,7 @@ class Trainer:
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         if "torch" in checkpoint.rng:
             torch.set_rng_state(torch.from_numpy(checkpoint.rng["torch"].copy()))
+            if "torch_cuda" in checkpoint.rng and self.device.type == "cuda":
+                cuda_state = torch.from_numpy(checkpoint.rng["torch_cuda"].copy())
+                torch.cuda.set_rng_state(cuda_state, self.device)
+            split_random_stream(self.rank)

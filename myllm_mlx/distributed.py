@@ -1,0 +1,52 @@
+"""Data parallelism for the MLX backend: mx.distributed under `mlx.launch` (DESIGN §6).
+
+Every rank holds the whole model and steps on its shard of the global batch. The shard's loss is
+weighted by its share of the global batch, so the averaged gradient and the logged loss are the
+global batch's, exactly as one process would compute them, even when shards are uneven.
+"""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_map
+
+
+def init_distributed(device: mx.Device) -> tuple[int, int]:
+    """(rank, world_size): from mlx.launch's environment, else (0, 1) (a group of one)."""
+    world = mx.distributed.init()
+    return world.rank(), world.size()
+
+
+def rank_device(device: mx.Device) -> mx.Device:
+    """The device as it is: MLX has no device index, each process uses its default device."""
+    return device
+
+
+def average_gradients(grads, share: mx.array, world_size: int):
+    """Gradients weighted by this rank's `share` and summed across ranks (one fused all-sum).
+
+    MLX only: torch's DDP wrapper does this during backward.
+    """
+    return nn.average_gradients(tree_map(lambda grad: grad * (share * world_size), grads))
+
+
+def batch_share(shard_size: int) -> mx.array:
+    """This rank's share of the global batch, shard_size / sum of all shard sizes (lazy)."""
+    size = mx.array(float(shard_size))
+    return size / all_reduce_sum(size)
+
+
+def all_reduce_sum(value: mx.array) -> mx.array:
+    """The sum of `value` over all ranks (on every rank)."""
+    return mx.distributed.all_sum(value)
+
+
+def split_random_stream(rank: int) -> None:
+    """Give each rank > 0 its own dropout stream, drawn from the shared one; rank 0 keeps it.
+
+    Rank 0's stream is the one checkpoints save, so a resumed run continues it.
+    """
+    if rank > 0:
+        draw = int(mx.random.randint(0, 2**31 - 1).item())
+        mx.random.seed(draw + rank)

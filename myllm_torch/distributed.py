@@ -1,0 +1,75 @@
+"""Data parallelism for the torch backend: DDP under `torchrun` (DESIGN §6).
+
+Every rank holds the whole model and steps on its shard of the global batch. The shard's loss is
+weighted by its share of the global batch, so the averaged gradient and the logged loss are the
+global batch's, exactly as one process would compute them, even when shards are uneven.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from myllm.errors import UserError
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world_size): from torchrun's WORLD_SIZE / RANK, else (0, 1) and nothing started."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(
+            f"distributed torch training runs on cpu (gloo) or cuda (nccl), not {device.type}: "
+            "add --device cpu"
+        )
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend="nccl" if device.type == "cuda" else "gloo",
+            device_id=device if device.type == "cuda" else None,
+        )
+        atexit.register(dist.destroy_process_group)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def rank_device(device: torch.device) -> torch.device:
+    """Under torchrun, cuda means this process's own GPU, cuda:LOCAL_RANK."""
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return device
+
+
+def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`model` wrapped in DDP, which averages gradients across ranks during backward.
+
+    torch only: MLX has no wrapper; its step calls average_gradients itself.
+    """
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def batch_share(shard_size: int, device: torch.device) -> torch.Tensor:
+    """This rank's share of the global batch, shard_size / sum of all shard sizes."""
+    size = torch.tensor(float(shard_size), device=device)
+    return size / all_reduce_sum(size.clone())
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """The sum of `value` over all ranks (on every rank)."""
+    dist.all_reduce(value, op=dist.ReduceOp.SUM)
+    return value
+
+
+def split_random_stream(rank: int) -> None:
+    """Give each rank > 0 its own dropout stream, drawn from the shared one; rank 0 keeps it.
+
+    Rank 0's stream is the one checkpoints save, so a resumed run continues it.
+    """
+    if rank > 0:
+        draw = int(torch.randint(0, 2**62, (1,)).item())
+        torch.manual_seed(draw + rank)
