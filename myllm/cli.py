@@ -38,7 +38,13 @@ def main() -> None:
 def _default(field_name: str) -> str:
     from myllm.config import TrainConfig
 
-    return f"[default: {getattr(TrainConfig, field_name)}]"
+    return f"(default: {getattr(TrainConfig, field_name)})"
+
+
+def _model_default(field_name: str) -> str:
+    from myllm.config import ModelConfig
+
+    return f"(default: {ModelConfig.__dataclass_fields__[field_name].default})"
 
 
 # --- train ---
@@ -63,15 +69,15 @@ def train(
         int | None, typer.Option("--block-size", "--block_size", help=_default("block_size"))
     ] = None,
     d_model: Annotated[
-        int | None, typer.Option("--d-model", "--d_model", help="[default: 384]")
+        int | None, typer.Option("--d-model", "--d_model", help=_model_default("d_model"))
     ] = None,
     n_heads: Annotated[
-        int | None, typer.Option("--n-heads", "--n_heads", help="[default: 6]")
+        int | None, typer.Option("--n-heads", "--n_heads", help=_model_default("n_heads"))
     ] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help="[default: 6]")
+        int | None, typer.Option("--n-layers", "--n_layers", help=_model_default("n_heads"))
     ] = None,
-    dropout: Annotated[float | None, typer.Option(help="[default: 0.1]")] = None,
+    dropout: Annotated[float | None, typer.Option(help=_model_default("dropout"))] = None,
     lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
     val_split: Annotated[
         float | None, typer.Option("--val-split", "--val_split", help=_default("val_split"))
@@ -83,7 +89,7 @@ def train(
     ] = None,
     eval_iters: Annotated[
         int | None,
-        typer.Option("--eval-iters", "--eval_iters", help="validation batches [default: all]"),
+        typer.Option("--eval-iters", "--eval_iters", help="validation batches (default: all)"),
     ] = None,
     log_interval: Annotated[
         int | None, typer.Option("--log-interval", "--log_interval", help=_default("log_interval"))
@@ -133,7 +139,7 @@ def train(
 def generate(
     checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
     tokenizer: Annotated[
-        Path | None, typer.Option(help="[default: tokenizer.json beside the checkpoint]")
+        Path | None, typer.Option(help="(default: tokenizer.json beside the checkpoint)")
     ] = None,
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "--max_new_tokens")] = 500,
@@ -149,7 +155,7 @@ def generate(
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
     backend: Annotated[
         str | None,
-        typer.Option(help="[default: the checkpoint's own: .pt torch, .safetensors mlx]"),
+        typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
 ) -> None:
@@ -232,7 +238,7 @@ def data_list() -> None:
 @data_app.command("fetch")
 def data_fetch(
     names: Annotated[
-        list[str] | None, typer.Argument(help="corpora to fetch [default: tinyshakespeare]")
+        list[str] | None, typer.Argument(help="corpora to fetch (default: tinyshakespeare)")
     ] = None,
     mirror: Annotated[
         Path | None,
