@@ -314,6 +314,9 @@ def bench(
         int, typer.Option("--gen-tokens", "--gen_tokens", help="tokens per generation")
     ] = 128,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="draw the rates as a bar chart PNG")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
@@ -334,3 +337,7 @@ def bench(
     if json_path is not None:
         write_report(json_path, report)
         err_console.print(f"Wrote {json_path}")
+    if plot is not None:
+        from myllm.plot import plot_bench
+
+        err_console.print(f"Wrote {plot_bench(report, plot).out}")

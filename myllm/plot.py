@@ -19,7 +19,7 @@ METRICS = ("loss", "lr", "tokens_per_second")
 FIGURE_SIZE_INCHES = (11.0, 4.5)
 BENCH_FIGURE_SIZE_INCHES = (7.5, 4.5)
 DPI = 110
-BENCH_SUFFIX = "_tokens_per_second"
+BENCH_SUFFIXES = ("_tokens_per_s", "_chars_per_s")  # the bench figures drawn: throughputs
 
 _RUN_HINT = "pass a checkpoint directory written by `myllm train`"
 _BENCH_HINT = "pass a file written by `myllm bench --json`"
@@ -92,12 +92,13 @@ def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:
         bars = axes.bar(positions, heights, bar_width, label=backend, color=f"C{index % 10}")
         axes.bar_label(bars, labels=[f"{height:,.0f}" for height in heights], fontsize=8, padding=2)
         points.append({"bars": len(bars.patches)})
-    axes.set_xticks(range(len(groups)), [key.removesuffix(BENCH_SUFFIX) for key in groups])
-    axes.set_ylabel("tokens/s")
+    axes.set_xticks(range(len(groups)), [_bench_label(key) for key in groups])
+    axes.set_ylabel("tokens/s (characters/s for batched)")
+    axes.set_yscale("log")  # training and generation rates differ by 10-100x
     axes.margins(y=0.12)  # headroom for the value labels above the tallest bar
     axes.grid(axis="y", alpha=0.3)
-    device = bench.get("device")
-    axes.set_title("throughput by backend" + (f" on {device}" if isinstance(device, str) else ""))
+    cpu = bench.get("machine", {}).get("cpu")
+    axes.set_title("throughput by backend" + (f" on {cpu}" if isinstance(cpu, str) else ""))
     return _finish(figure, [axes], axes.legend(fontsize=8), points, out)
 
 
@@ -292,23 +293,30 @@ def _draw_per_step(
     return [axes], points
 
 
+def _bench_label(key: str) -> str:
+    """'generate_kv_tokens_per_s' -> 'generate kv' (the y axis says tokens/s)."""
+    for suffix in BENCH_SUFFIXES:
+        key = key.removesuffix(suffix)
+    return key.replace("_", " ")
+
+
 def _bench_results(bench: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """backend -> {"<what>_tokens_per_second": value}, keeping only backends with a number."""
-    results = bench.get("results") if isinstance(bench, dict) else None
-    if not isinstance(results, dict):
-        raise UserError(f'bench results have no "results" object: {_BENCH_HINT}')
+    """backend -> {"<what>_per_s": value} from a `myllm bench` report, backends with a number."""
+    backends = bench.get("backends") if isinstance(bench, dict) else None
+    if not isinstance(backends, dict):
+        raise UserError(f'bench results have no "backends" object: {_BENCH_HINT}')
     numbers = {
         str(backend): {
             key: value
-            for key, value in measured.items()
-            if key.endswith(BENCH_SUFFIX) and _is_number(value)
+            for key, value in measured.get("figures", {}).items()
+            if key.endswith(BENCH_SUFFIXES) and _is_number(value)
         }
-        for backend, measured in results.items()
+        for backend, measured in backends.items()
         if isinstance(measured, dict)
     }
     numbers = {backend: values for backend, values in numbers.items() if values}
     if not numbers:
-        raise UserError(f"bench results have no *{BENCH_SUFFIX} numbers: {_BENCH_HINT}")
+        raise UserError(f"bench results have no throughput numbers: {_BENCH_HINT}")
     return numbers
 
 

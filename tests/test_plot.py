@@ -190,21 +190,24 @@ def test_missing_matplotlib_names_the_extra(
 
 
 BENCH = {
-    "results": {
+    "backends": {
         "torch": {
-            "train_tokens_per_second": 12000.0,
-            "forward_tokens_per_second": 40000.0,
-            "generate_tokens_per_second": 900.0,
-            "parameters": 123456,
+            "figures": {
+                "train_tokens_per_s": 12000.0,
+                "forward_tokens_per_s": 40000.0,
+                "generate_kv_tokens_per_s": 900.0,
+                "decode_step_ms": 6.0,
+            },
         },
         "mlx": {
-            "train_tokens_per_second": 15000.0,
-            "forward_tokens_per_second": 52000.0,
-            "generate_tokens_per_second": 1100.0,
+            "figures": {
+                "train_tokens_per_s": 15000.0,
+                "forward_tokens_per_s": 52000.0,
+                "generate_kv_tokens_per_s": 1100.0,
+            },
         },
     },
-    "config": {"d_model": 64},
-    "device": "cpu (2 threads)",
+    "machine": {"cpu": "AMD EPYC"},
 }
 
 
@@ -213,10 +216,10 @@ def test_plot_bench_draws_a_bar_per_backend_and_measurement(tmp_path: Path) -> N
     summary = plot_bench(BENCH, out)
     assert png_size(out) == summary.size_pixels
     assert summary.labels == ["torch", "mlx"]
-    assert summary.axis_labels == [("", "tokens/s")]
+    assert summary.axis_labels == [("", "tokens/s (characters/s for batched)")]
     assert summary.points == [{"bars": 3}, {"bars": 3}]
 
 
 def test_plot_bench_without_numbers(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"no \*_tokens_per_second numbers: pass a file written"):
-        plot_bench({"results": {"torch": {"error": "no GPU"}}}, tmp_path / "bench.png")
+    with pytest.raises(UserError, match=r"no throughput numbers: pass a file written"):
+        plot_bench({"backends": {"torch": {"error": "no GPU"}}}, tmp_path / "bench.png")
