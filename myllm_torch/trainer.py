@@ -45,7 +45,7 @@ class Trainer:
             eps=train_config.eps,
             weight_decay=train_config.weight_decay,
         )
-        # torch.compile is not used: on CPU its first-step cost outweighs the gain for this model.
+        # Eager PyTorch, the reference; torch.compile is not used (not measured here).
         self.compiled = False
         split_random_stream(self.rank)
 
