@@ -147,6 +147,11 @@ class TrainingRun:
     def run(self, state: TrainingState, console: Console, resume: Path | None) -> TrainResult:
         self.state = state
         self.console = console
+        if state.step >= self.total_steps and self.is_main:
+            console.print(
+                f"Nothing to train: the run is at step {state.step} of {self.total_steps}; "
+                "pass a larger --max-steps or --epochs to continue it."
+            )
         metrics = self.open_files(resume)
         pending: list[tuple[Any, Any]] = []
         window_start, window_steps = time.perf_counter(), 0
