@@ -344,6 +344,7 @@ class TrainingRun:
                 f"Checkpoints and metrics in {self.files.directory}/ (metrics.jsonl). "
                 f"Look at the run: myllm plot {self.files.directory}"
             )
+        self.trainer.close()
         return TrainResult(
             step=self.state.step,
             train_loss=self.last_train_loss,

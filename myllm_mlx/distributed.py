@@ -18,6 +18,14 @@ def init_distributed(device: mx.Device) -> tuple[int, int]:
     return world.rank(), world.size()
 
 
+def finish_together() -> None:
+    """Wait for every rank: rank 0 writes files and a sample after the last step.
+
+    MLX has no barrier and no process group to destroy; a one-element all-sum is the barrier.
+    """
+    mx.eval(all_reduce_sum(mx.array(0.0)))
+
+
 def rank_device(device: mx.Device) -> mx.Device:
     """The device as it is: MLX has no device index, each process uses its default device."""
     return device

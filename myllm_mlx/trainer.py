@@ -20,6 +20,7 @@ from myllm_mlx.distributed import (
     all_reduce_sum,
     average_gradients,
     batch_share,
+    finish_together,
     init_distributed,
     rank_device,
     split_random_stream,
@@ -114,6 +115,11 @@ class Trainer:
         if self.world_size == 1:
             return flag
         return all_reduce_sum(mx.array(float(flag))).item() > 0
+
+    def close(self) -> None:
+        """The run is over: data-parallel ranks wait for each other, then leave together."""
+        if self.world_size > 1:
+            finish_together()
 
     def decoder(self) -> Decoder:
         return Decoder(self.model)

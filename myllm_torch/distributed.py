@@ -32,8 +32,25 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
             backend="nccl" if device.type == "cuda" else "gloo",
             device_id=device if device.type == "cuda" else None,
         )
-        atexit.register(dist.destroy_process_group)
+        atexit.register(leave_process_group)  # error paths; a finished run leaves at finish
     return dist.get_rank(), dist.get_world_size()
+
+
+def finish_together() -> None:
+    """Wait for every rank, then leave the process group, while Python is still fully alive.
+
+    Rank 0 writes files and a sample after the last step. Without the barrier the other ranks
+    exit first and gloo, torn down at interpreter exit, can abort them with "terminate called
+    without an active exception" (seen once in CI).
+    """
+    dist.barrier()
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Shut the process group down if it is still up (destroy_process_group raises otherwise)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_device(device: torch.device) -> torch.device:

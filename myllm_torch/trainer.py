@@ -17,6 +17,7 @@ from myllm_torch.distributed import (
     all_reduce_sum,
     batch_share,
     data_parallel,
+    finish_together,
     init_distributed,
     rank_device,
     split_random_stream,
@@ -112,6 +113,12 @@ class Trainer:
         if self.world_size == 1:
             return flag
         return all_reduce_sum(torch.tensor(float(flag), device=self.device)).item() > 0
+
+    def close(self) -> None:
+        """The run is over: data-parallel ranks wait for each other, then leave together."""
+        if self.world_size > 1:
+            self.parallel_model = self.model  # DDP holds the process group: let it go first
+            finish_together()
 
     def decoder(self) -> Decoder:
         return Decoder(self.model)
