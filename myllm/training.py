@@ -161,9 +161,11 @@ class TrainingRun:
             task = progress.add_task(
                 "train", total=self.total_steps, completed=state.step, loss=math.nan, speed=0.0
             )
-            while state.step < self.total_steps and not self.trainer.any_rank(
-                stop.requested is not None
-            ):
+            while state.step < self.total_steps:
+                # Data-parallel ranks stop at the same step, and all report the signal one got.
+                stop.requested = self.trainer.max_over_ranks(stop.requested or 0) or None
+                if stop.requested is not None:
+                    break
                 x, y = self.sampler.batch(state.step)
                 lr = self.schedule.lr_at(state.step)
                 pending.append(self.trainer.train_step(x, y, lr))

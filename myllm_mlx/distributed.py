@@ -45,6 +45,11 @@ def batch_share(shard_size: int) -> mx.array:
     return size / all_reduce_sum(size)
 
 
+def all_reduce_max(value: mx.array) -> mx.array:
+    """The largest `value` over all ranks (on every rank)."""
+    return mx.distributed.all_max(value)
+
+
 def all_reduce_sum(value: mx.array) -> mx.array:
     """The sum of `value` over all ranks (on every rank)."""
     return mx.distributed.all_sum(value)

@@ -76,6 +76,12 @@ def batch_share(shard_size: int, device: torch.device) -> torch.Tensor:
     return size / all_reduce_sum(size.clone())
 
 
+def all_reduce_max(value: torch.Tensor) -> torch.Tensor:
+    """The largest `value` over all ranks (on every rank)."""
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value
+
+
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     """The sum of `value` over all ranks (on every rank)."""
     dist.all_reduce(value, op=dist.ReduceOp.SUM)

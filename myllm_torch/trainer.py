@@ -14,6 +14,7 @@ from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
 from myllm_torch.device import describe_device, resolve_device
 from myllm_torch.distributed import (
+    all_reduce_max,
     all_reduce_sum,
     batch_share,
     data_parallel,
@@ -108,11 +109,11 @@ class Trainer:
             total, count = all_reduce_sum(total_and_count).tolist()
         return float(total) / count
 
-    def any_rank(self, flag: bool) -> bool:
-        """Whether `flag` is set on any rank: data-parallel ranks must stop at the same step."""
+    def max_over_ranks(self, value: int) -> int:
+        """The largest `value` over all ranks: how data-parallel ranks agree on when to stop."""
         if self.world_size == 1:
-            return flag
-        return all_reduce_sum(torch.tensor(float(flag), device=self.device)).item() > 0
+            return value
+        return int(all_reduce_max(torch.tensor(value, device=self.device)).item())
 
     def close(self) -> None:
         """The run is over: data-parallel ranks wait for each other, then leave together."""
