@@ -32,7 +32,7 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
             backend="nccl" if device.type == "cuda" else "gloo",
             device_id=device if device.type == "cuda" else None,
         )
-        atexit.register(leave_process_group)  # error paths; a finished run leaves at finish
+        atexit.register(leave_process_group)  # error paths; a finished run calls finish_together
     return dist.get_rank(), dist.get_world_size()
 
 
