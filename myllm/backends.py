@@ -1,38 +1,25 @@
-"""Backend registry: a name -> the backend's modules, imported lazily (DESIGN §1).
+"""Backend registry: a name -> the backend's `BACKEND` (myllm/contract.py), imported lazily.
 
-The core never imports torch or mlx at import time; the CLI asks this registry for a backend by
-name, and a missing framework becomes a one-line error with the install command.
+The core never imports torch or mlx; the CLI asks this registry for a backend by name, and a
+missing framework becomes a one-line error with the install command. Each backend package builds
+its `Backend` once, in its __init__.py.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-from myllm.checkpoint import checkpoint_format
+from myllm.contract import Backend
 from myllm.errors import UserError
 
-PACKAGES = {"torch": "myllm_torch", "mlx": "myllm_mlx"}
-FRAMEWORKS = {"torch": "torch", "mlx": "mlx"}
+PACKAGES = {"torch": "myllm_torch", "mlx": "myllm_mlx"}  # backend name = its framework's module
 INSTALL_HINTS = {
     "torch": "pip install torch==2.13.0 (CPU) or pip install 'myllm[torch]'",
     "mlx": "pip install 'myllm[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
 }
-
-
-@dataclass
-class Backend:
-    """The modules of one backend, mirrored file for file by the other."""
-
-    name: str
-    checkpoint_suffix: str
-    device: ModuleType
-    model: ModuleType
-    trainer: ModuleType
-    generate: ModuleType
+CHECKPOINT_SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}  # each backend's own format
 
 
 def backend_names() -> list[str]:
@@ -40,7 +27,7 @@ def backend_names() -> list[str]:
 
 
 def is_installed(name: str) -> bool:
-    return importlib.util.find_spec(FRAMEWORKS[name]) is not None
+    return importlib.util.find_spec(name) is not None
 
 
 def installed_backends() -> list[str]:
@@ -53,14 +40,15 @@ def load_backend(name: str) -> Backend:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(PACKAGES)}")
     if not is_installed(name):
         raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
-    package = importlib.import_module(PACKAGES[name])
-    modules = {
-        part: importlib.import_module(f"{PACKAGES[name]}.{part}")
-        for part in ("device", "model", "trainer", "generate")
-    }
-    return Backend(name=name, checkpoint_suffix=package.CHECKPOINT_SUFFIX, **modules)
+    return importlib.import_module(PACKAGES[name]).BACKEND
 
 
-def backend_for_checkpoint(path: Path) -> str:
-    """The backend that reads `path` natively, from its extension (.pt torch, .safetensors mlx)."""
-    return checkpoint_format(path)
+def native_backend(path: Path) -> str:
+    """The backend whose own format `path` is, from its extension (.pt torch, .safetensors mlx)."""
+    name = CHECKPOINT_SUFFIXES.get(path.suffix)
+    if name is None:
+        raise UserError(
+            f"unknown checkpoint format {path.suffix or '(no extension)'!r} for {path}: "
+            "use a .pt (torch) or .safetensors (mlx) file"
+        )
+    return name

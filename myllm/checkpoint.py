@@ -1,13 +1,14 @@
-"""On-disk checkpoints (DESIGN §5): canonical parameter names, the two formats, safe loading.
+"""On-disk checkpoints: canonical parameter names, the formats, validation and safe loading.
 
-Both backends hand this module a framework-free `Checkpoint` (numpy arrays under canonical names),
-and it writes the torch `.pt` dict of the reference or one MLX `.safetensors` file. Conversion is
-then reading one format and writing the other: a change of container, never a renaming guess.
+Both backends hand this module a framework-free `Checkpoint` (numpy arrays under canonical names).
+The format follows the file's extension: `.safetensors` is written here (numpy only, MLX's own
+format); a backend's own format (torch's `.pt` dict of the reference) comes from the backend
+registry. Conversion is then reading one format and writing the other: a change of container,
+never a renaming guess. See docs/architecture.md, "Checkpoints".
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from myllm.atomic import atomic_write
+from myllm.backends import load_backend, native_backend
 from myllm.config import ModelConfig
+from myllm.contract import CheckpointFormat
 from myllm.errors import UserError
 
 FORMAT_VERSION = 1
 TIED_NAMES = {"lm_head.weight": "token_embedding.weight"}  # stored once, tied again on load
-SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}
 OPTIMIZER_PREFIX = "optimizer."
 RNG_PREFIX = "rng."
 RNG_DTYPES = {"torch": np.uint8}  # torch.get_rng_state(); other backends: any integer array
@@ -89,15 +91,15 @@ class Checkpoint:
     rng: dict[str, np.ndarray] = field(default_factory=dict)  # backend name -> its RNG state
 
 
-def checkpoint_format(path: Path) -> str:
-    """'torch' or 'mlx' from the file name, or a UserError naming the known extensions."""
-    fmt = SUFFIXES.get(path.suffix)
-    if fmt is None:
-        raise UserError(
-            f"unknown checkpoint format {path.suffix or '(no extension)'!r} for {path}: "
-            "use a .pt (torch) or .safetensors (mlx) file"
-        )
-    return fmt
+def checkpoint_format(path: Path) -> CheckpointFormat:
+    """The format of `path` from its extension, or a UserError naming the known extensions.
+
+    Safetensors needs no framework; another backend's format is that backend's to read and write.
+    """
+    name = native_backend(path)
+    if path.suffix == SAFETENSORS.suffix:
+        return SAFETENSORS
+    return load_backend(name).checkpoint_format
 
 
 def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
@@ -108,7 +110,7 @@ def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """
     path = Path(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
-    serialize = _torch_bytes if checkpoint_format(path) == "torch" else _safetensors_bytes
+    serialize = checkpoint_format(path).to_bytes
     atomic_write(path, lambda temp: temp.write_bytes(serialize(checkpoint)))
 
 
@@ -118,7 +120,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     fmt = checkpoint_format(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: pass an existing --checkpoint file")
-    checkpoint = _read_torch(path) if fmt == "torch" else _read_safetensors(path)
+    checkpoint = fmt.read(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
     validate_extras(checkpoint, path)
     return checkpoint
@@ -147,22 +149,22 @@ def validate_weights(weights: dict[str, np.ndarray], config: ModelConfig, path: 
 def validate_extras(checkpoint: Checkpoint, path: Path) -> None:
     """What sits beside the weights: a train_config object, RNG states as integer arrays."""
     if checkpoint.train_config is not None and not isinstance(checkpoint.train_config, dict):
-        raise _corrupt(path, TypeError("train_config is not an object"))
+        raise corrupt_checkpoint(path, TypeError("train_config is not an object"))
     for name, state in checkpoint.rng.items():
         expected = RNG_DTYPES.get(name)
         if not np.issubdtype(state.dtype, np.integer) or expected not in (None, state.dtype):
-            raise _corrupt(path, TypeError(f"RNG state {name!r} is {state.dtype}"))
+            raise corrupt_checkpoint(path, TypeError(f"RNG state {name!r} is {state.dtype}"))
 
 
-def _model_config(values: Any, path: Path) -> ModelConfig:
+def stored_model_config(values: Any, path: Path) -> ModelConfig:
     """The stored model config; invalid values mean a corrupt file, not a bad command-line flag."""
     try:
         return ModelConfig.from_dict(values)
     except UserError as error:
-        raise _corrupt(path, error) from None
+        raise corrupt_checkpoint(path, error) from None
 
 
-def _training_state(values: Any) -> TrainingState:
+def stored_training_state(values: Any) -> TrainingState:
     """TrainingState from stored metadata; TypeError when fields are unknown or mistyped."""
     state = TrainingState(**values)
     counters_ok = all(isinstance(v, int) for v in (state.step, state.epoch))
@@ -174,7 +176,7 @@ def _training_state(values: Any) -> TrainingState:
     return state
 
 
-def _corrupt(path: Path, error: BaseException) -> UserError:
+def corrupt_checkpoint(path: Path, error: BaseException) -> UserError:
     reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return UserError(
         f"checkpoint {path} could not be read ({reason}): it is truncated, corrupt "
@@ -182,7 +184,7 @@ def _corrupt(path: Path, error: BaseException) -> UserError:
     )
 
 
-# --- safetensors (MLX backend) ---
+# --- safetensors (MLX's format; numpy only, so readable without MLX) ---
 
 
 def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
@@ -218,8 +220,8 @@ def _read_safetensors(path: Path) -> Checkpoint:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
         if not isinstance(meta, dict):
             raise ValueError("no myllm metadata")
-        model_config = _model_config(meta["model_config"], path)
-        training = _training_state(meta.get("training", {}))
+        model_config = stored_model_config(meta["model_config"], path)
+        training = stored_training_state(meta.get("training", {}))
         optimizer_step = None
         if meta.get("optimizer") is not None:
             optimizer_step = meta["optimizer"]["step"]
@@ -228,7 +230,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
     except UserError:
         raise
     except Exception as error:  # safetensors raises its own error types for bad headers
-        raise _corrupt(path, error) from None
+        raise corrupt_checkpoint(path, error) from None
     weights, exp_avg, exp_avg_sq, rng = {}, {}, {}, {}
     for name, array in tensors.items():
         if name.startswith(OPTIMIZER_PREFIX + "exp_avg_sq."):
@@ -254,120 +256,16 @@ def _read_safetensors(path: Path) -> Checkpoint:
     )
 
 
-# --- torch .pt (the reference's dict) ---
+class SafetensorsFormat:
+    """One .safetensors file: weights, moments and RNG states as tensors, the rest as JSON."""
+
+    suffix = ".safetensors"
+
+    def to_bytes(self, checkpoint: Checkpoint) -> bytes:
+        return _safetensors_bytes(checkpoint)
+
+    def read(self, path: Path) -> Checkpoint:
+        return _read_safetensors(path)
 
 
-def _torch_bytes(checkpoint: Checkpoint) -> bytes:
-    import torch
-
-    tensors = {name: torch.from_numpy(np.array(a)) for name, a in checkpoint.weights.items()}
-    model_state = dict(tensors)
-    for tied, source in TIED_NAMES.items():
-        model_state[tied] = tensors[source]  # the same tensor: torch.save stores it once
-    names = list(parameter_shapes(checkpoint.model_config))
-    config = checkpoint.train_config or {}
-    optimizer_state: dict[str, Any] = {"state": {}, "param_groups": []}
-    if checkpoint.optimizer is not None:
-        opt = checkpoint.optimizer
-        optimizer_state["state"] = {
-            index: {
-                "step": torch.tensor(float(opt.step)),
-                "exp_avg": torch.from_numpy(np.array(opt.exp_avg[name])),
-                "exp_avg_sq": torch.from_numpy(np.array(opt.exp_avg_sq[name])),
-            }
-            for index, name in enumerate(names)
-        }
-        optimizer_state["param_groups"] = [_torch_param_group(config, len(names))]
-    training = checkpoint.training
-    payload = {
-        "epoch": training.epoch,
-        "model_state_dict": model_state,
-        "optimizer_state_dict": optimizer_state,
-        "scheduler_state_dict": {"last_epoch": training.step},
-        "loss": training.loss,
-        "model_config": checkpoint.model_config.to_dict(),
-        "myllm": {
-            "format_version": FORMAT_VERSION,
-            "training": vars(training),
-            "train_config": checkpoint.train_config,
-            "optimizer_step": None if checkpoint.optimizer is None else checkpoint.optimizer.step,
-            "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
-        },
-    }
-    buffer = io.BytesIO()
-    torch.save(payload, buffer)
-    return buffer.getvalue()
-
-
-def _torch_param_group(config: dict[str, Any], num_params: int) -> dict[str, Any]:
-    """torch.optim.AdamW's param group for the reference's hyper-parameters."""
-    return {
-        "lr": config.get("lr", 3e-4),
-        "betas": (config.get("beta1", 0.9), config.get("beta2", 0.95)),
-        "eps": config.get("eps", 1e-8),
-        "weight_decay": config.get("weight_decay", 0.1),
-        "amsgrad": False,
-        "maximize": False,
-        "foreach": None,
-        "capturable": False,
-        "differentiable": False,
-        "fused": None,
-        "decoupled_weight_decay": True,
-        "params": list(range(num_params)),
-    }
-
-
-def _read_torch(path: Path) -> Checkpoint:
-    import pickle
-    import re
-
-    import torch
-
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
-        if blocked is None:
-            raise _corrupt(path, ValueError("not a torch checkpoint")) from None
-        raise UserError(
-            f"checkpoint {path} was refused: its pickle asks to call {blocked.group(1)}, which "
-            "could run code; load only files you trust (a myllm checkpoint holds only tensors)"
-        ) from None
-    except Exception as error:
-        raise _corrupt(path, error) from None
-    try:
-        model_config = _model_config(payload["model_config"], path)
-        extra = payload.get("myllm", {})
-        state = payload["model_state_dict"]
-        weights = {
-            name: tensor.detach().cpu().numpy()
-            for name, tensor in state.items()
-            if name not in TIED_NAMES
-        }
-        names = list(parameter_shapes(model_config))
-        optimizer = None
-        moments = payload.get("optimizer_state_dict", {}).get("state", {})
-        if moments:
-            step = extra.get("optimizer_step")
-            optimizer = OptimizerState(
-                step=int(step if step is not None else moments[0]["step"]),
-                exp_avg={names[i]: m["exp_avg"].numpy() for i, m in moments.items()},
-                exp_avg_sq={names[i]: m["exp_avg_sq"].numpy() for i, m in moments.items()},
-            )
-        training = (
-            _training_state(extra["training"])
-            if "training" in extra
-            else TrainingState(epoch=int(payload.get("epoch", 0)), loss=payload.get("loss"))
-        )
-        rng = {k: v.numpy() for k, v in extra.get("rng", {}).items()}
-    except UserError:
-        raise
-    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
-        raise _corrupt(path, error) from None
-    checkpoint = Checkpoint(
-        model_config, weights, training, extra.get("train_config"), optimizer, rng
-    )
-    if optimizer is not None:
-        validate_weights(optimizer.exp_avg, model_config, path)
-        validate_weights(optimizer.exp_avg_sq, model_config, path)
-    return checkpoint
+SAFETENSORS = SafetensorsFormat()

@@ -160,7 +160,7 @@ def generate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
-    from myllm.backends import backend_for_checkpoint, load_backend
+    from myllm.backends import load_backend, native_backend
     from myllm.checkpoint import read_checkpoint
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.sampling import SamplingSettings
@@ -171,8 +171,7 @@ def generate(
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
-    chosen = load_backend(backend or backend_for_checkpoint(checkpoint))
-    decoder = chosen.generate.Decoder(chosen.generate.load_model(loaded, device))
+    decoder = load_backend(backend or native_backend(checkpoint)).load_decoder(loaded, device)
     request = GenerationRequest(
         char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
     )

@@ -1,7 +1,7 @@
 """Model and training hyper-parameters: the one place where defaults live.
 
-The defaults are the reference's CLI defaults (DESIGN §3). Both backends, the CLI and the tests read
-them from here.
+The defaults are the reference implementation's CLI defaults. Both backends, the CLI, the
+benchmark and the tests read them from here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from myllm.errors import UserError
 
 @dataclass
 class ModelConfig:
-    """Shape of the GPT (DESIGN §2). `d_ff` of 0 means the reference's 4 * d_model."""
+    """Shape of the GPT (docs/architecture.md). `d_ff` of 0 means the reference's 4 * d_model."""
 
     vocab_size: int
     d_model: int = 384
@@ -65,7 +65,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """How to train (DESIGN §3). `None` means "not set": epoch-based, full validation split."""
+    """How to train. `None` means "not set": epoch-based, full validation split."""
 
     data: str = "data/input.txt"
     checkpoint_dir: str = "checkpoints"
@@ -123,6 +123,15 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def model_defaults() -> dict[str, Any]:
+    """ModelConfig's default values by field name (vocab_size has none: the data decides it)."""
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(ModelConfig)
+        if f.default is not dataclasses.MISSING
+    }
 
 
 def _require_positive(name: str, value: int) -> None:

@@ -1,30 +1,18 @@
 """The decoding loop both backends share: KV-cached steps, exact cropping past the window.
 
-A backend supplies a `Decoder` (its generate.py): a forward pass returning the last position's
-logits, with or without a KV cache. This loop decides which to call, so cached and uncached
-generation follow the same rules in both frameworks.
+A backend supplies a `Decoder` (myllm/contract.py, made by its generate.py): a forward pass giving
+the last position's logits, with or without a KV cache. This loop decides which to call, so cached
+and uncached generation follow the same rules in both frameworks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
 
 import numpy as np
 
+from myllm.contract import Decoder
 from myllm.sampling import SamplingSettings, sample_next
-
-
-class Decoder(Protocol):
-    """What a backend's generate.py provides to the shared decoding loop."""
-
-    max_seq_len: int
-
-    def new_cache(self, batch_size: int) -> Any: ...
-
-    def last_logits(self, tokens: np.ndarray, cache: Any | None) -> np.ndarray:
-        """Logits [B, V] (float32 numpy) of the last position of tokens [B, T]."""
-        ...
 
 
 def generate_tokens(

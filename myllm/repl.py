@@ -1,4 +1,4 @@
-"""Streaming text generation and the interactive REPL behind `myllm generate` (DESIGN §4)."""
+"""Streaming text generation and the interactive REPL behind `myllm generate`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from typing import TextIO
 
 import numpy as np
 
+from myllm.contract import Decoder
 from myllm.errors import UserError
-from myllm.generation import Decoder, generate_tokens
+from myllm.generation import generate_tokens
 from myllm.sampling import SamplingSettings
 from myllm.tokenizer import CharTokenizer
 

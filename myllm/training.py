@@ -1,4 +1,4 @@
-"""The training loop both backends share (DESIGN §3): schedule, evaluation, checkpoints, metrics.
+"""The training loop both backends share: schedule, evaluation, checkpoints, metrics.
 
 A backend's trainer.py supplies one optimizer step, evaluation and its checkpoint state; this module
 decides when each happens, so `--backend torch` and `--backend mlx` behave the same way.
@@ -66,7 +66,7 @@ def run_training(
             max_seq_len=train_config.block_size,
             **model_settings,
         )
-    trainer = backend.trainer.Trainer(model_config, train_config)
+    trainer = backend.Trainer(model_config, train_config)
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
     run = TrainingRun(backend_name, backend.checkpoint_suffix, trainer, train_config, corpus)

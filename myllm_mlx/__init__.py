@@ -1,8 +1,20 @@
-"""The MLX port of myllm: same model, same parameter names, native MLX (DESIGN §2, §6)."""
+"""The MLX port of myllm (same model, same parameter names): `BACKEND` is what the core uses."""
 
 from myllm_mlx.blas import load_system_blas
 
 load_system_blas()  # before anything imports mlx.core: a BLAS loaded later cannot be swapped in
 
-BACKEND_NAME = "mlx"
-CHECKPOINT_SUFFIX = ".safetensors"
+# isort: split
+from myllm.checkpoint import SAFETENSORS  # noqa: E402
+from myllm.contract import Backend  # noqa: E402
+from myllm_mlx.bench_ops import BenchOps  # noqa: E402
+from myllm_mlx.generate import load_decoder  # noqa: E402
+from myllm_mlx.trainer import Trainer  # noqa: E402
+
+BACKEND = Backend(
+    name="mlx",
+    Trainer=Trainer,
+    load_decoder=load_decoder,
+    BenchOps=BenchOps,
+    checkpoint_format=SAFETENSORS,  # safetensors needs no framework: the core reads and writes it
+)

@@ -1,4 +1,4 @@
-"""Device choice for the MLX backend: auto = GPU (Metal or CUDA) > CPU (DESIGN §6)."""
+"""Device choice for the MLX backend: auto = GPU (Metal or CUDA) > CPU."""
 
 from __future__ import annotations
 
@@ -52,9 +52,3 @@ def describe_device(device: mx.Device) -> str:
         name = mx.device_info(device).get("device_name", "")
         return f"gpu ({name})" if name else "gpu"
     return f"cpu ({os.cpu_count()} cores, {blas_in_use().split(' (')[0]})"  # path: blas_in_use()
-
-
-def synchronize(device: mx.Device | None = None) -> None:
-    """Wait for queued work on `device` (timing only; the training step never calls it)."""
-    if hasattr(mx, "synchronize"):
-        mx.synchronize()

@@ -1,4 +1,4 @@
-"""Decoding with the MLX GPT: the backend half of myllm/generation.py (DESIGN §4)."""
+"""Decoding with the MLX GPT: the backend half of myllm/generation.py, and loading weights."""
 
 from __future__ import annotations
 
@@ -10,14 +10,24 @@ from myllm_mlx.device import resolve_device
 from myllm_mlx.model import GPTModel, KVCache
 
 
+def load_weights(model: GPTModel, weights: dict[str, np.ndarray]) -> None:
+    """Copy checkpoint weights (canonical names) into the model's parameters, in place."""
+    model.load_weights([(name, mx.array(array)) for name, array in weights.items()])
+
+
 def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
     """A GPTModel in eval mode holding the checkpoint's weights, on the chosen device."""
     resolve_device(device_name)  # MLX: sets the default device; arrays need no .to()
     model = GPTModel(checkpoint.model_config)
-    model.load_weights([(name, mx.array(array)) for name, array in checkpoint.weights.items()])
+    load_weights(model, checkpoint.weights)
     mx.eval(model.parameters())
     model.eval()
     return model
+
+
+def load_decoder(checkpoint: Checkpoint, device_name: str = "auto") -> Decoder:
+    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device."""
+    return Decoder(load_model(checkpoint, device_name))
 
 
 class Decoder:

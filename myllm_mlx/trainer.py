@@ -1,4 +1,4 @@
-"""One training step, evaluation and checkpoint state for the MLX GPT (DESIGN §3).
+"""One training step, evaluation and checkpoint state for the MLX GPT.
 
 The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
 backends and lives in myllm/training.py.
@@ -26,14 +26,14 @@ from myllm_mlx.distributed import (
     rank_device,
     split_random_stream,
 )
-from myllm_mlx.generate import Decoder
+from myllm_mlx.generate import Decoder, load_weights
 from myllm_mlx.model import GPTModel, loss_fn
 
 
 class Trainer:
     """A GPTModel with its AdamW optimizer on one device; one rank of many under mlx.launch."""
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
         self.train_config = train_config
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
@@ -53,9 +53,12 @@ class Trainer:
         self.loss_and_grad = nn.value_and_grad(self.model, loss_fn)
         # The whole step (forward, backward, clip, AdamW) is traced once per batch shape and
         # fused; the state it reads and writes is declared so the compiled graph stays pure.
+        # compile=False runs the same step eagerly (the tests compare the two).
         self.state = [self.model.state, self.optimizer.state, mx.random.state]
-        self.compiled = True
-        self.compiled_step = mx.compile(self.step, inputs=self.state, outputs=self.state)
+        self.compiled = compile
+        self.compiled_step = (
+            mx.compile(self.step, inputs=self.state, outputs=self.state) if compile else self.step
+        )
         split_random_stream(self.rank)
 
     def describe_device(self) -> str:
@@ -145,7 +148,7 @@ class Trainer:
 
         The state is updated in place: the compiled step holds references to these containers.
         """
-        self.model.load_weights([(n, mx.array(a)) for n, a in checkpoint.weights.items()])
+        load_weights(self.model, checkpoint.weights)
         if checkpoint.optimizer is not None:
             opt = checkpoint.optimizer
             self.optimizer.state["step"] = mx.array(opt.step, dtype=mx.uint64)

@@ -1,4 +1,4 @@
-"""Decoding with the torch GPT: the backend half of myllm/generation.py (DESIGN §4)."""
+"""Decoding with the torch GPT: the backend half of myllm/generation.py, and loading weights."""
 
 from __future__ import annotations
 
@@ -10,14 +10,24 @@ from myllm_torch.device import resolve_device
 from myllm_torch.model import GPTModel, KVCache
 
 
+def load_weights(model: GPTModel, weights: dict[str, np.ndarray]) -> None:
+    """Copy checkpoint weights (canonical names) into the model's parameters, in place."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            parameter.copy_(torch.from_numpy(weights[name]))
+
+
 def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
     """A GPTModel in eval mode holding the checkpoint's weights, on the chosen device."""
     device = resolve_device(device_name)
     model = GPTModel(checkpoint.model_config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            parameter.copy_(torch.from_numpy(checkpoint.weights[name]))
+    load_weights(model, checkpoint.weights)
     return model.to(device).eval()
+
+
+def load_decoder(checkpoint: Checkpoint, device_name: str = "auto") -> Decoder:
+    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device."""
+    return Decoder(load_model(checkpoint, device_name))
 
 
 class Decoder:

@@ -1,4 +1,4 @@
-"""One training step, evaluation and checkpoint state for the torch GPT (DESIGN §3).
+"""One training step, evaluation and checkpoint state for the torch GPT.
 
 The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
 backends and lives in myllm/training.py.
@@ -23,14 +23,14 @@ from myllm_torch.distributed import (
     rank_device,
     split_random_stream,
 )
-from myllm_torch.generate import Decoder
+from myllm_torch.generate import Decoder, load_weights
 from myllm_torch.model import GPTModel, loss_fn
 
 
 class Trainer:
     """A GPTModel with its AdamW optimizer on one device; one rank of many under torchrun."""
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
         self.train_config = train_config
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
@@ -47,7 +47,7 @@ class Trainer:
             eps=train_config.eps,
             weight_decay=train_config.weight_decay,
         )
-        # Eager PyTorch, the reference; torch.compile is not used (not measured here).
+        # Eager PyTorch, the reference, whatever `compile` asks: torch.compile is not used here.
         self.compiled = False
         split_random_stream(self.rank)
 
@@ -143,10 +143,8 @@ class Trainer:
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Restore weights, and the optimizer and RNG state when the checkpoint has them."""
+        load_weights(self.model, checkpoint.weights)
         named = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, parameter in named.items():
-                parameter.copy_(torch.from_numpy(checkpoint.weights[name]))
         if checkpoint.optimizer is not None:
             opt = checkpoint.optimizer
             state = {

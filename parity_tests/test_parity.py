@@ -1,4 +1,4 @@
-"""Torch vs MLX on the same weights, float32, dropout 0 (DESIGN §8).
+"""Torch vs MLX on the same weights, float32, dropout 0 (docs/architecture.md: what parity means).
 
 Tolerances (all float32): logits max |diff| <= 1e-4; gradients relative (Frobenius) <= 1e-4 per
 parameter; 50 AdamW steps: per-step losses within 1e-3 and final weights max |diff| <= 1e-3;
@@ -38,9 +38,9 @@ def tokens() -> np.ndarray:
 
 def make_trainers(source=TORCH):
     """A trainer on each backend, both holding the weights `source` initialised."""
-    first = source.trainer.Trainer(CONFIG, TRAIN)
+    first = source.Trainer(CONFIG, TRAIN)
     other = MLX if source is TORCH else TORCH
-    second = other.trainer.Trainer(CONFIG, TRAIN)
+    second = other.Trainer(CONFIG, TRAIN)
     second.load_checkpoint(first.checkpoint())
     return (first, second) if source is TORCH else (second, first)
 
@@ -120,13 +120,13 @@ def test_resume_on_the_other_backend(tokens, first_backend, parity_report):
     """20 steps on one backend, convert, 20 on the other ~= 40 steps on the first."""
     sampler = BatchSampler(tokens, 32, 8, seed=TRAIN.seed)
     schedule = CosineSchedule(TRAIN.lr, 40)
-    straight = first_backend.trainer.Trainer(CONFIG, TRAIN)
+    straight = first_backend.Trainer(CONFIG, TRAIN)
     initial = straight.checkpoint()
     reference = train_losses(straight, sampler, schedule, 40)
-    first = first_backend.trainer.Trainer(CONFIG, TRAIN)
+    first = first_backend.Trainer(CONFIG, TRAIN)
     first.load_checkpoint(initial)
     head = train_losses(first, sampler, schedule, 20)
-    other = (MLX if first_backend is TORCH else TORCH).trainer.Trainer(CONFIG, TRAIN)
+    other = (MLX if first_backend is TORCH else TORCH).Trainer(CONFIG, TRAIN)
     other.load_checkpoint(first.checkpoint())
     tail = train_losses(other, sampler, schedule, 40, start=20)
     gap = float(np.abs(np.array(head + tail) - np.array(reference)).max())

@@ -208,9 +208,3 @@ def test_cli_bad_input_is_one_line_exit_2():
     )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown backend 'jax'" in result.stderr
-
-
-def test_bench_module_imports_no_framework():
-    code = "import sys, myllm.bench; print('torch' in sys.modules or 'mlx' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.stdout.strip() == "False", result.stderr

@@ -17,7 +17,7 @@ def decoder(request, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("generation")
     corpus = prepare_corpus(sample_text(), block_size=16, val_split=0.1)
     config = tiny_model_config(corpus.tokenizer.vocab_size)
-    trainer = backend.trainer.Trainer(config, tiny_train_config(tmp_path, tmp_path))
+    trainer = backend.Trainer(config, tiny_train_config(tmp_path, tmp_path))
     sampler = BatchSampler(corpus.train_tokens, 16, 16, seed=0)
     for step in range(40):
         trainer.train_step(*sampler.batch(step), 3e-3)

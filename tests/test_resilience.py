@@ -145,7 +145,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     whole = run_training(backend.name, two_epoch_config(small_text, tmp_path / "a"), DROPOUT_MODEL)
     assert whole.step == TOTAL_STEPS and whole.exit_code == 0
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, stop_at, signum)
+        signal_at_step(patch, backend.Trainer, stop_at, signum)
         first = run_training(
             backend.name, two_epoch_config(small_text, tmp_path / "b"), DROPOUT_MODEL
         )
@@ -182,7 +182,7 @@ def test_a_second_signal_during_the_last_save_stops_at_once_and_keeps_the_old_ch
     config = two_epoch_config(small_text, tmp_path)
     last = tmp_path / f"checkpoint_last{backend.checkpoint_suffix}"
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, 3, signal.SIGINT)
+        signal_at_step(patch, backend.Trainer, 3, signal.SIGINT)
         run_training(backend.name, config, DROPOUT_MODEL)
     before = last.read_bytes()
 
@@ -198,7 +198,7 @@ def test_a_second_signal_during_the_last_save_stops_at_once_and_keeps_the_old_ch
         original_write(path, interrupted_write if path.name == last.name else write)
 
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, 2, signal.SIGINT)
+        signal_at_step(patch, backend.Trainer, 2, signal.SIGINT)
         patch.setattr(myllm.checkpoint, "atomic_write", write_then_interrupt)
         with pytest.raises(SystemExit) as stopped:
             resume_from(backend, last)
@@ -290,10 +290,10 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(
     suffix = backend.checkpoint_suffix
     last = tmp_path / f"checkpoint_last{suffix}"
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, 5, signal.SIGINT)
+        signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
         run_training(backend.name, config, DROPOUT_MODEL)
     before = last.read_bytes()
-    poison_step(monkeypatch, backend.trainer.Trainer, call, how)
+    poison_step(monkeypatch, backend.Trainer, call, how)
     with pytest.raises(UserError) as diverged:
         resume_from(backend, last)
     message = str(diverged.value)
@@ -310,7 +310,7 @@ def test_divergence_on_the_cli_is_one_line_exit_1(backend, small_text, tmp_path,
     """An absurd --lr on resume: exit 1, one error line, no traceback, checkpoint_last untouched."""
     last = tmp_path / f"checkpoint_last{backend.checkpoint_suffix}"
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, 5, signal.SIGINT)
+        signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
         run_training(backend.name, two_epoch_config(small_text, tmp_path), DROPOUT_MODEL)
     before = last.read_bytes()
     result = subprocess.run(
@@ -419,7 +419,7 @@ def test_a_failed_checkpoint_save_stops_with_one_line_and_keeps_the_old_one(
     suffix = backend.checkpoint_suffix
     last = tmp_path / f"checkpoint_last{suffix}"
     with monkeypatch.context() as patch:
-        signal_at_step(patch, backend.trainer.Trainer, 5, signal.SIGINT)
+        signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
         run_training(backend.name, two_epoch_config(small_text, tmp_path), DROPOUT_MODEL)
     before = last.read_bytes()
     replace = os.replace

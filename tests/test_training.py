@@ -52,13 +52,13 @@ def test_checkpoint_reloads_to_identical_logits(backend, text_file, tmp_path):
     """float32: the reloaded model's logits equal the trained model's exactly."""
     corpus = prepare_corpus(text_file.read_text(), 16, 0.1)
     model_config = tiny_model_config(corpus.tokenizer.vocab_size)
-    trainer = backend.trainer.Trainer(model_config, tiny_train_config(text_file, tmp_path))
+    trainer = backend.Trainer(model_config, tiny_train_config(text_file, tmp_path))
     sampler = BatchSampler(corpus.train_tokens, 16, 4, seed=0)
     for step in range(3):
         trainer.train_step(*sampler.batch(step), 1e-3)
     path = tmp_path / f"c{backend.checkpoint_suffix}"
     write_checkpoint(path, trainer.checkpoint())
-    reloaded = backend.generate.load_model(read_checkpoint(path), "cpu")
+    reloaded = backend.load_decoder(read_checkpoint(path), "cpu").model
     ids = corpus.train_tokens[:32].reshape(2, 16)
     np.testing.assert_array_equal(
         logits_of(backend, trainer.model, ids), logits_of(backend, reloaded, ids)

@@ -1,0 +1,36 @@
+"""Model FLOPs per token, for the FLOP/s and MFU figures of `myllm bench`."""
+
+from __future__ import annotations
+
+from myllm.config import ModelConfig
+
+FLOP_FORMULA = (
+    "training FLOPs/token = 6*N + 12*n_layers*T*d_model; forward FLOPs/token = 2*N + "
+    "4*n_layers*T*d_model; N = non-embedding parameters (attention, feed-forward, biases, "
+    "LayerNorms) + d_model*vocab for the lm_head matmul (its weight is the tied token "
+    "embedding, so it is not a parameter of its own, but it is a full matmul per token); "
+    "T = block_size; attention is counted over all T keys (PaLM's convention: the causal half "
+    "is not subtracted); MFU = achieved FLOP/s / measured matmul peak FLOP/s"
+)
+
+
+def flop_parameter_count(config: ModelConfig) -> int:
+    """N of the FLOP formula: non-embedding parameters + the tied lm_head's d_model * vocab."""
+    d_model, d_ff = config.d_model, config.d_ff
+    attention = 4 * d_model * d_model + d_model  # W_q, W_k, W_v without bias; W_o with bias
+    feed_forward = 2 * d_model * d_ff + d_ff + d_model  # linear1 and linear2 with biases
+    layer_norms = 2 * 2 * d_model  # ln1 and ln2, weight and bias
+    final_norm = 2 * d_model
+    lm_head = d_model * config.vocab_size
+    return config.n_layers * (attention + feed_forward + layer_norms) + final_norm + lm_head
+
+
+def model_flops_per_token(config: ModelConfig, training: bool) -> float:
+    """Model FLOPs per token (see FLOP_FORMULA): 6N + 12 L T d to train, 2N + 4 L T d forward.
+
+    A multiply-add is 2 FLOPs; the backward pass costs twice the forward. The attention term is
+    the QK^T and AV matmuls over a sequence of T = max_seq_len (= block_size here).
+    """
+    attention = 4 * config.n_layers * config.max_seq_len * config.d_model  # forward
+    per_token = 2 * flop_parameter_count(config) + attention
+    return float(3 * per_token if training else per_token)

@@ -1,0 +1,158 @@
+"""What `myllm bench` runs: presets, the settings asked for, the resolved plan and its batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from myllm.config import ModelConfig, TrainConfig, model_defaults
+from myllm.data import BatchSampler
+from myllm.errors import UserError
+
+VOCAB_SIZE = 65  # Tiny Shakespeare's character vocabulary
+SYNTHETIC_TOKENS = 200_000  # speed does not depend on the text: seeded random tokens
+BATCHED_SAMPLES = 8
+PROMPT_IDS = [0]  # generation starts from a 1-token prompt
+MATMUL_SIZE = 2048  # square float32 matmul for the measured peak
+DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model and batch size for `--config`, with step counts that keep the run short."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    block_size: int
+    batch_size: int
+    steps: int
+    warmup: int
+    repeats: int
+
+
+MODEL_DEFAULTS = model_defaults()
+PRESETS = {
+    "tiny": Preset(d_model=64, n_layers=2, n_heads=4, block_size=32, batch_size=8,
+                   steps=10, warmup=2, repeats=3),
+    "baby": Preset(d_model=128, n_layers=4, n_heads=4, block_size=64, batch_size=12,
+                   steps=5, warmup=2, repeats=3),
+    # The model `myllm train` builds by default, at a smaller batch to keep the run short.
+    "default": Preset(d_model=MODEL_DEFAULTS["d_model"], n_layers=MODEL_DEFAULTS["n_layers"],
+                      n_heads=MODEL_DEFAULTS["n_heads"], block_size=TrainConfig.block_size,
+                      batch_size=16, steps=1, warmup=1, repeats=3),
+}  # fmt: skip
+
+
+@dataclass
+class BenchSettings:
+    """What `myllm bench` was asked for; `None` means the preset's value."""
+
+    backends: list[str] | None = None
+    config: str = "default"
+    d_model: int | None = None
+    n_layers: int | None = None
+    n_heads: int | None = None
+    block_size: int | None = None
+    batch_size: int | None = None
+    steps: int | None = None
+    warmup: int | None = None
+    repeats: int | None = None
+    gen_tokens: int = 128
+    device: str = "auto"
+    seed: int = TrainConfig.seed
+    matmul_size: int = MATMUL_SIZE  # not a CLI flag: the tests use a small one to stay fast
+
+
+@dataclass
+class BenchPlan:
+    """The resolved run: model, batch size and how many steps each measurement takes."""
+
+    config_name: str
+    model_config: ModelConfig
+    batch_size: int
+    steps: int
+    warmup: int
+    repeats: int
+    gen_tokens: int
+    device: str
+    seed: int
+    matmul_size: int
+
+    @property
+    def block_size(self) -> int:
+        return self.model_config.max_seq_len
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config_name,
+            "model_config": self.model_config.to_dict(),
+            "batch_size": self.batch_size,
+            "block_size": self.block_size,
+            "steps": self.steps,
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "gen_tokens": self.gen_tokens,
+            "batched_samples": BATCHED_SAMPLES,
+            "prompt_tokens": len(PROMPT_IDS),
+            "matmul_size": self.matmul_size,
+            "device": self.device,
+            "seed": self.seed,
+            "dtype": DTYPE,
+            "data": f"synthetic: {SYNTHETIC_TOKENS} seeded random tokens, vocab {VOCAB_SIZE}",
+        }
+
+
+def resolve_plan(settings: BenchSettings) -> BenchPlan:
+    """The preset of `settings.config` with the given overrides, validated."""
+    if settings.config not in PRESETS:
+        raise UserError(
+            f"unknown bench config {settings.config!r}: use one of {', '.join(PRESETS)}"
+        )
+    preset = PRESETS[settings.config]
+
+    def chosen(name: str) -> Any:
+        value = getattr(settings, name)
+        return getattr(preset, name) if value is None else value
+
+    for name in ("steps", "repeats", "gen_tokens"):
+        _require_count(name, chosen(name), minimum=1)
+    _require_count("warmup", chosen("warmup"), minimum=0)
+    _require_count("batch_size", chosen("batch_size"), minimum=1)
+    _require_count("matmul_size", settings.matmul_size, minimum=1)
+    model_config = ModelConfig(
+        vocab_size=VOCAB_SIZE,
+        d_model=chosen("d_model"),
+        n_heads=chosen("n_heads"),
+        n_layers=chosen("n_layers"),
+        max_seq_len=chosen("block_size"),
+    )
+    return BenchPlan(
+        config_name=settings.config,
+        model_config=model_config,
+        batch_size=chosen("batch_size"),
+        steps=chosen("steps"),
+        warmup=chosen("warmup"),
+        repeats=chosen("repeats"),
+        gen_tokens=settings.gen_tokens,
+        device=settings.device,
+        seed=settings.seed,
+        matmul_size=settings.matmul_size,
+    )
+
+
+def _require_count(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, int) or value < minimum:
+        flag = "--" + name.replace("_", "-")
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}: fix {flag}")
+
+
+def make_batches(plan: BenchPlan) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Warm-up and timed batches from the shared sampler: identical for every backend."""
+    rng = np.random.default_rng(plan.seed)
+    tokens = rng.integers(0, VOCAB_SIZE, size=SYNTHETIC_TOKENS, dtype=np.int32)
+    sampler = BatchSampler(tokens, plan.block_size, plan.batch_size, plan.seed)
+    count = max(1, plan.warmup) + plan.repeats * plan.steps
+    return [sampler.batch(step) for step in range(count)]

@@ -1,0 +1,277 @@
+"""Runs `myllm bench`: every backend, same model, same batches, measurements interleaved.
+
+Each backend builds its real Trainer and Decoder on the same ModelConfig and is fed the same numpy
+batches. After a warm-up, the measurements are interleaved (torch, mlx, torch, mlx, ...) so that
+a machine that speeds up or slows down during the run affects both alike, and medians of the
+repeats are reported. MFU is taken against a matmul peak measured in the same run with each
+backend's own matmul, so it says how much of what *this* framework can do on *this* device the
+model gets. The framework-specific timing (waiting for queued work, memory counters, the matmul)
+is each backend's `BenchOps` (myllm/contract.py).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from myllm.backends import backend_names, is_installed, load_backend
+from myllm.bench.machine import load_average, process_peak_rss_bytes, rss_source
+from myllm.bench.plan import (
+    BATCHED_SAMPLES,
+    DTYPE,
+    PROMPT_IDS,
+    BenchPlan,
+    BenchSettings,
+    make_batches,
+    resolve_plan,
+)
+from myllm.bench.report import build_report
+from myllm.config import TrainConfig
+from myllm.contract import Backend
+from myllm.errors import UserError
+from myllm.generation import generate_tokens
+from myllm.sampling import SamplingSettings
+
+MATMUL_SECONDS = 0.1  # each timed matmul sample runs about this long
+
+
+@contextmanager
+def _stopwatch(record: Callable[[float], None]) -> Iterator[None]:
+    """Time the block with the garbage collector off (as timeit does); pass seconds to record."""
+    gc.disable()
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        record(time.perf_counter() - start)
+        gc.enable()
+
+
+class BackendBench:
+    """One backend's Trainer, Decoder and timings; every method runs one measurement."""
+
+    def __init__(self, backend: Backend, plan: BenchPlan, batches: list[tuple[np.ndarray, ...]]):
+        self.name = backend.name
+        self.plan = plan
+        self.batches = batches
+        train_config = TrainConfig(
+            batch_size=plan.batch_size,
+            block_size=plan.block_size,
+            device=plan.device,
+            seed=plan.seed,
+        )
+        self.trainer = backend.Trainer(plan.model_config, train_config)
+        self.decoder = self.trainer.decoder()
+        self.ops = backend.BenchOps(self.trainer)
+        self.samples: dict[str, list[float]] = {}
+        self.peak_memory = 0
+        self.peak_rss = 0
+        self.matmul_count = 1
+        self.matmul_inputs = self.ops.matmul_operands(plan.matmul_size)
+
+    def record(self, kind: str, seconds: float) -> None:
+        self.samples.setdefault(kind, []).append(seconds)
+
+    def warm_up(self) -> None:
+        """Compile, allocate and fill caches: warm-up steps of every measurement, untimed."""
+        for x, y in self.batches[: self.plan.warmup]:
+            self.trainer.to_host(list(self.trainer.train_step(x, y, TrainConfig.lr)))
+        self.ops.force_training()
+        warm_batches = self.batches[: max(1, self.plan.warmup)]
+        self.forward_batches(warm_batches)
+        short = min(8, self.plan.gen_tokens)
+        self.generate(short, use_kv_cache=True, samples=1)
+        self.generate(short, use_kv_cache=True, samples=BATCHED_SAMPLES)
+        # Full length: without a cache every step has a new sequence length, and MLX compiles
+        # its fused GELU once per shape (~7 s over 128 lengths of the default model on CPU).
+        self.generate(self.plan.gen_tokens, use_kv_cache=False, samples=1)
+        self.decode_steps(min(4, self.plan.block_size))
+        self.calibrate_matmul()
+
+    def timed_batches(self, repeat: int) -> list[tuple[np.ndarray, ...]]:
+        first = self.plan.warmup + repeat * self.plan.steps
+        return self.batches[first : first + self.plan.steps]
+
+    def time_training(self, repeat: int) -> None:
+        """`steps` real Trainer.train_step calls, forced at the end with the trainer's to_host."""
+        self.trainer.model.train()
+        self.ops.reset_peak_memory()
+        with _stopwatch(lambda s: self.record("train", s)):
+            pending = [
+                self.trainer.train_step(x, y, TrainConfig.lr) for x, y in self.timed_batches(repeat)
+            ]
+            self.trainer.to_host([value for pair in pending for value in pair])
+            self.ops.force_training()
+        self.peak_memory = max(self.peak_memory, self.ops.peak_memory_bytes())
+        self.peak_rss = max(self.peak_rss, process_peak_rss_bytes())
+
+    def forward_batches(self, batches) -> None:
+        self.trainer.model.eval()
+        outputs = [self.ops.forward(self.trainer.to_device(x)) for x, _ in batches]
+        self.ops.force(outputs)
+
+    def time_forward(self, repeat: int) -> None:
+        batches = self.timed_batches(repeat)
+        with _stopwatch(lambda s: self.record("forward", s)):
+            self.forward_batches(batches)
+
+    def generate(self, tokens: int, use_kv_cache: bool, samples: int) -> None:
+        """The shared decoding loop, sampling included, as `myllm generate` runs it."""
+        self.trainer.model.eval()  # the Decoder set eval once; train_step has set train since
+        settings = SamplingSettings(temperature=1.0, max_new_tokens=tokens)
+        rng = np.random.default_rng(self.plan.seed)
+        for _ in generate_tokens(self.decoder, PROMPT_IDS, settings, rng, samples, use_kv_cache):
+            pass
+
+    def time_generation(self, kind: str, use_kv_cache: bool, samples: int) -> None:
+        with _stopwatch(lambda s: self.record(kind, s)):
+            self.generate(self.plan.gen_tokens, use_kv_cache, samples)
+
+    def decode_steps(self, positions: int) -> tuple[float, float]:
+        """Seconds of `positions` cached 1-token steps: decoder.last_logits vs the bare model.
+
+        The two run in lockstep on two caches, so both see the same positions and machine state;
+        the difference is the Decoder's own cost (host -> device ids, slicing, device -> host).
+        """
+        self.trainer.model.eval()
+        tokens = self.batches[0][0][:1, :positions].astype(np.int64)  # [1, positions]
+        device_ids = [self.trainer.to_device(tokens[:, p : p + 1]) for p in range(positions)]
+        decoder_cache = self.decoder.new_cache(1)
+        model_cache = self.decoder.new_cache(1)
+        decoder_seconds = model_seconds = 0.0
+        for position in range(positions):
+            start = time.perf_counter()
+            self.decoder.last_logits(tokens[:, position : position + 1], decoder_cache)
+            middle = time.perf_counter()
+            self.ops.force([self.ops.forward(device_ids[position], model_cache)])
+            end = time.perf_counter()
+            decoder_seconds += middle - start
+            model_seconds += end - middle
+        return decoder_seconds, model_seconds
+
+    def time_decode_steps(self) -> None:
+        positions = min(self.plan.gen_tokens, self.plan.block_size)
+        gc.disable()
+        try:
+            decoder_seconds, model_seconds = self.decode_steps(positions)
+        finally:
+            gc.enable()
+        self.record("decode_step", decoder_seconds / positions)
+        self.record("model_step", model_seconds / positions)
+
+    def run_matmuls(self, count: int) -> None:
+        a, b = self.matmul_inputs
+        products = []
+        for _ in range(count):
+            products.append(self.ops.matmul(a, b))
+            if len(products) == 8:  # bound the memory of lazily queued results
+                self.ops.force(products)
+                products = []
+        self.ops.force(products)
+
+    def calibrate_matmul(self) -> None:
+        """Choose how many matmuls make one timed repeat last about MATMUL_SECONDS."""
+        self.run_matmuls(1)
+        start = time.perf_counter()
+        self.run_matmuls(1)
+        one = time.perf_counter() - start
+        self.matmul_count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / max(one, 1e-9))))
+
+    def time_matmul(self) -> None:
+        with _stopwatch(lambda s: self.record("matmul", s / self.matmul_count)):
+            self.run_matmuls(self.matmul_count)
+
+    def description(self) -> dict[str, Any]:
+        """Device, versions, BLAS, compile flag and memory source of this backend."""
+        return {
+            "device": self.trainer.describe_device(),
+            "gpu": self.ops.gpu_name(),
+            "versions": self.trainer.versions(),
+            "blas": self.ops.blas(),
+            "dtype": DTYPE,
+            "compiled": self.trainer.compiled,
+            "memory_source": self.ops.memory_source(),
+            "rss_source": rss_source(self.ops.rss_resettable),
+            "matmuls_per_repeat": self.matmul_count,
+        }
+
+
+def select_backends(names: list[str] | None) -> tuple[list[tuple[str, Backend]], dict[str, str]]:
+    """The backends to run and, when none were named, why each other backend is skipped.
+
+    A named backend that cannot run is a UserError; unnamed ones are skipped with the reason.
+    """
+    explicit = names is not None
+    chosen = names if explicit else backend_names()
+    if explicit and not chosen:
+        raise UserError("--backends is empty: use e.g. --backends torch,mlx")
+    for name in chosen:  # every name is checked before any framework is imported
+        if name not in backend_names():
+            raise UserError(f"unknown backend {name!r}: use one of {', '.join(backend_names())}")
+    # torch before mlx whatever the order given: myllm_mlx loads the system OpenBLAS globally, and
+    # a torch imported after it could resolve its BLAS calls there instead of its own MKL.
+    chosen = [name for name in backend_names() if name in chosen]
+    loaded: list[tuple[str, Backend]] = []
+    skipped: dict[str, str] = {}
+    for name in chosen:
+        if not explicit and not is_installed(name):
+            skipped[name] = "not installed"
+            continue
+        try:
+            loaded.append((name, load_backend(name)))
+        except ImportError as error:
+            reason = f"its modules do not import yet ({error})"
+            if explicit:
+                raise UserError(f"backend {name!r} cannot run: {reason}") from None
+            skipped[name] = reason
+    if not loaded:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise UserError(f"no backend can run ({reasons}): install torch or mlx")
+    return loaded, skipped
+
+
+MEASUREMENTS: list[tuple[str, Callable[[BackendBench, int], None]]] = [
+    ("training", lambda bench, repeat: bench.time_training(repeat)),
+    ("forward", lambda bench, repeat: bench.time_forward(repeat)),
+    ("generation, KV cache", lambda b, _: b.time_generation("generate_kv", True, 1)),
+    ("generation, no cache", lambda b, _: b.time_generation("generate_no_kv", False, 1)),
+    (
+        f"generation, {BATCHED_SAMPLES} samples",
+        lambda b, _: b.time_generation("generate_batched", True, BATCHED_SAMPLES),
+    ),
+    ("decode-step overhead", lambda bench, _: bench.time_decode_steps()),
+]
+
+
+def run_bench(
+    settings: BenchSettings, progress: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Run every selected backend, interleaved after warm-up; return the report (JSON-ready)."""
+    progress = progress or (lambda message: None)
+    load_at_start = load_average()
+    plan = resolve_plan(settings)
+    loaded, skipped = select_backends(settings.backends)
+    batches = make_batches(plan)
+    benches = []
+    for name, backend in loaded:
+        progress(f"building and warming up {name}")
+        bench = BackendBench(backend, plan, batches)
+        bench.warm_up()
+        benches.append(bench)
+    gc.collect()  # once: a full collection with both frameworks loaded takes ~0.1 s
+    for label, measure in MEASUREMENTS:
+        for repeat in range(plan.repeats):
+            for bench in benches:
+                progress(f"{label}: {bench.name} {repeat + 1}/{plan.repeats}")
+                measure(bench, repeat)
+            # The peak is sampled throughout the run, not in one phase that a burst of other
+            # work on the machine could spoil; its median is robust to a few slow samples.
+            for bench in benches:
+                bench.time_matmul()
+    return build_report(plan, benches, skipped, load_at_start)

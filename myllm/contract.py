@@ -1,0 +1,144 @@
+"""What a backend provides to the core: typed Protocols, and the `Backend` that bundles them.
+
+The core (`myllm/`) knows no framework. Everything it asks of torch or MLX goes through these
+interfaces, which each backend package implements once and exposes as `BACKEND` in its
+`__init__.py` (see docs/architecture.md, "How to add a backend"). Framework values (tensors,
+arrays, devices, KV caches) pass through the core as opaque `Any`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:  # types only: checkpoint.py imports the registry, which imports this module
+    from myllm.checkpoint import Checkpoint
+    from myllm.config import ModelConfig, TrainConfig
+
+
+class Decoder(Protocol):
+    """A model's last-position logits, with or without a KV cache: what the decoding loop calls."""
+
+    max_seq_len: int
+
+    def new_cache(self, batch_size: int) -> Any: ...
+
+    def last_logits(self, tokens: np.ndarray, cache: Any | None) -> np.ndarray:
+        """Logits [B, V] (float32 numpy) of the last position of tokens [B, T]."""
+        ...
+
+
+class Trainer(Protocol):
+    """A model with its AdamW optimizer on one device (one rank of a data-parallel run).
+
+    `compiled` says whether the training step runs compiled (MLX: mx.compile); the loop in
+    myllm/training.py decides when each method is called.
+    """
+
+    model: Any  # the framework's GPTModel; `model.config` is its ModelConfig
+    rank: int
+    world_size: int
+    compiled: bool
+
+    def describe_device(self) -> str: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+    def to_device(self, batch: np.ndarray) -> Any: ...
+
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[Any, Any]:
+        """One optimizer step; (loss, grad_norm) as device scalars, without a host sync."""
+        ...
+
+    def to_host(self, values: list[Any]) -> list[float]: ...
+
+    def evaluate(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float: ...
+
+    def max_over_ranks(self, value: int) -> int: ...
+
+    def close(self) -> None: ...
+
+    def decoder(self) -> Decoder: ...
+
+    def checkpoint(self) -> Checkpoint: ...
+
+    def load_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+
+
+class TrainerFactory(Protocol):
+    """A backend's Trainer class: `compile=False` runs the step eagerly where it would compile."""
+
+    def __call__(
+        self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True
+    ) -> Trainer: ...
+
+
+class BenchOps(Protocol):
+    """The timing operations `myllm bench` needs from a framework, around one Trainer."""
+
+    rss_resettable: bool  # whether reset_peak_memory could reset the process's peak RSS
+
+    def forward(self, ids: Any, cache: Any | None = None) -> Any:
+        """Logits of the trainer's model for device token ids, no autograd."""
+        ...
+
+    def force(self, values: list[Any]) -> None:
+        """Wait until `values` (and any queued work) are computed."""
+        ...
+
+    def force_training(self) -> None:
+        """Wait until the last training steps' weights and optimizer state are computed."""
+        ...
+
+    def matmul_operands(self, size: int) -> tuple[Any, Any]: ...
+
+    def matmul(self, a: Any, b: Any) -> Any: ...
+
+    def reset_peak_memory(self) -> None: ...
+
+    def peak_memory_bytes(self) -> int: ...
+
+    def memory_source(self) -> str: ...
+
+    def gpu_name(self) -> str | None: ...
+
+    def blas(self) -> str: ...
+
+
+class CheckpointFormat(Protocol):
+    """A checkpoint file format: bytes from a framework-free Checkpoint, and back from a file."""
+
+    suffix: str
+
+    def to_bytes(self, checkpoint: Checkpoint) -> bytes: ...
+
+    def read(self, path: Path) -> Checkpoint:
+        """The file's checkpoint; a UserError when it is corrupt or unsafe (weights unchecked)."""
+        ...
+
+
+class DecoderLoader(Protocol):
+    def __call__(self, checkpoint: Checkpoint, device_name: str = "auto") -> Decoder: ...
+
+
+class BenchOpsFactory(Protocol):
+    def __call__(self, trainer: Any) -> BenchOps: ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend: everything the core uses from it, built once in its package's __init__.py."""
+
+    name: str
+    Trainer: TrainerFactory
+    load_decoder: DecoderLoader  # a Decoder holding a checkpoint's weights, on a device
+    BenchOps: BenchOpsFactory
+    checkpoint_format: CheckpointFormat  # the format the backend writes its runs in
+
+    @property
+    def checkpoint_suffix(self) -> str:
+        return self.checkpoint_format.suffix

@@ -1,0 +1,72 @@
+"""torch's side of `myllm bench`: waiting for queued work, memory counters, the matmul peak."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from myllm.bench.machine import cpu_name, process_peak_rss_bytes, reset_process_peak_rss, rss_source
+from myllm_torch.device import synchronize
+from myllm_torch.trainer import Trainer
+
+
+class BenchOps:
+    """The timing operations of the torch backend around one Trainer (myllm/contract.py)."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.device = trainer.device
+        self.rss_resettable = False
+
+    def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:
+        """Logits of the model for device token ids, no autograd (model already in eval)."""
+        with torch.inference_mode():
+            return self.trainer.model(ids, cache)
+
+    def force(self, values: list) -> None:
+        """Wait until `values` are computed: torch CPU is eager, CUDA and MPS need a sync."""
+        del values
+        synchronize(self.device)
+
+    def force_training(self) -> None:
+        self.force([])
+
+    def matmul_operands(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
+        return a.to(self.device), b.to(self.device)
+
+    def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(a, b)
+
+    def reset_peak_memory(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.rss_resettable = reset_process_peak_rss()
+
+    def peak_memory_bytes(self) -> int:
+        if self.device.type == "cuda":
+            return int(torch.cuda.max_memory_allocated(self.device))
+        if self.device.type == "mps":
+            return int(torch.mps.driver_allocated_memory())
+        return process_peak_rss_bytes()
+
+    def memory_source(self) -> str:
+        if self.device.type == "cuda":
+            return "torch.cuda.max_memory_allocated (peak of torch's CUDA allocator)"
+        if self.device.type == "mps":
+            return "torch.mps.driver_allocated_memory (after the repeat: MPS has no peak counter)"
+        return rss_source(self.rss_resettable)
+
+    def gpu_name(self) -> str | None:
+        if self.device.type == "cuda":
+            return torch.cuda.get_device_name(self.device)
+        if self.device.type == "mps":
+            return f"Apple GPU via MPS ({cpu_name()})"
+        return None
+
+    def blas(self) -> str:
+        match = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+        name = match.group(1) if match else "unknown"
+        return f"{name} (torch build); {torch.get_num_threads()} threads"
