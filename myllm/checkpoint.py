@@ -256,16 +256,4 @@ def _read_safetensors(path: Path) -> Checkpoint:
     )
 
 
-class SafetensorsFormat:
-    """One .safetensors file: weights, moments and RNG states as tensors, the rest as JSON."""
-
-    suffix = ".safetensors"
-
-    def to_bytes(self, checkpoint: Checkpoint) -> bytes:
-        return _safetensors_bytes(checkpoint)
-
-    def read(self, path: Path) -> Checkpoint:
-        return _read_safetensors(path)
-
-
-SAFETENSORS = SafetensorsFormat()
+SAFETENSORS = CheckpointFormat(".safetensors", _safetensors_bytes, _read_safetensors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -75,7 +75,7 @@ def train(
         int | None, typer.Option("--n-heads", "--n_heads", help=_model_default("n_heads"))
     ] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help=_model_default("n_heads"))
+        int | None, typer.Option("--n-layers", "--n_layers", help=_model_default("n_layers"))
     ] = None,
     dropout: Annotated[float | None, typer.Option(help=_model_default("dropout"))] = None,
     lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
@@ -108,8 +108,8 @@ def train(
     ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
-    from myllm.checkpoint import read_checkpoint
-    from myllm.config import TrainConfig
+    from myllm.config import ModelSettings, TrainConfig
+    from myllm.resume import read_resume
     from myllm.training import run_training
 
     given = {
@@ -120,15 +120,12 @@ def train(
         "beta2": beta2, "weight_decay": weight_decay,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
-    model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
-                      "dropout": dropout}  # fmt: skip
-    model_settings = {name: value for name, value in model_settings.items() if value is not None}
-    stored: dict[str, Any] = {}
-    if resume is not None:
-        stored = read_checkpoint(resume).train_config or {}
-        given.setdefault("checkpoint_dir", str(resume.parent))
-    train_config = TrainConfig.from_dict({**stored, **given})
-    result = run_training(backend, train_config, model_settings, resume)
+    model_settings = ModelSettings(d_model, n_heads, n_layers, dropout)
+    if resume is None:
+        result = run_training(backend, TrainConfig(**given), model_settings)
+    else:
+        resume_point, train_config = read_resume(resume, given)
+        result = run_training(backend, train_config, model_settings, resume_point)
     raise typer.Exit(result.exit_code)
 
 
@@ -163,9 +160,9 @@ def generate(
     from myllm.backends import load_backend, native_backend
     from myllm.checkpoint import read_checkpoint
     from myllm.repl import GenerationRequest, generate_text, run_repl
+    from myllm.resume import check_tokenizer_matches
     from myllm.sampling import SamplingSettings
     from myllm.tokenizer import CharTokenizer
-    from myllm.training import check_tokenizer_matches
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     loaded = read_checkpoint(checkpoint)

@@ -7,11 +7,14 @@ benchmark and the tests read them from here.
 from __future__ import annotations
 
 import dataclasses
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from myllm.errors import UserError
+from myllm.sampling import SamplingSettings
+
+# The sample printed during training (every sample_every_epochs epochs, and at the end).
+TRAINING_SAMPLE = SamplingSettings(temperature=0.8, max_new_tokens=200)
 
 
 @dataclass
@@ -88,7 +91,6 @@ class TrainConfig:
     log_interval: int = 10
     sample_every_epochs: int = 5
     device: str = "auto"
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -121,8 +123,20 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+
+@dataclass
+class ModelSettings:
+    """The model flags of `myllm train`: None means not given (the default, or the checkpoint's)."""
+
+    d_model: int | None = None
+    n_heads: int | None = None
+    n_layers: int | None = None
+    dropout: float | None = None
+
+    def given(self) -> dict[str, Any]:
+        """The flags that were given, by ModelConfig field name."""
+        values = dataclasses.asdict(self)
+        return {name: value for name, value in values.items() if value is not None}
 
 
 def model_defaults() -> dict[str, Any]:

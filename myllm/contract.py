@@ -8,7 +8,7 @@ arrays, devices, KV caches) pass through the core as opaque `Any`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -109,16 +109,17 @@ class BenchOps(Protocol):
     def blas(self) -> str: ...
 
 
-class CheckpointFormat(Protocol):
-    """A checkpoint file format: bytes from a framework-free Checkpoint, and back from a file."""
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """A checkpoint file format: bytes from a framework-free Checkpoint, and back from a file.
 
-    suffix: str
+    `read` raises a UserError for a corrupt or unsafe file; myllm/checkpoint.py then validates
+    the weights against the model config, whatever the format.
+    """
 
-    def to_bytes(self, checkpoint: Checkpoint) -> bytes: ...
-
-    def read(self, path: Path) -> Checkpoint:
-        """The file's checkpoint; a UserError when it is corrupt or unsafe (weights unchecked)."""
-        ...
+    suffix: str  # the file extension that selects this format, e.g. ".pt"
+    to_bytes: Callable[[Checkpoint], bytes]
+    read: Callable[[Path], Checkpoint]
 
 
 class DecoderLoader(Protocol):

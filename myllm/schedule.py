@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from myllm.config import TrainConfig
+
 
 @dataclass(frozen=True)
 class CosineSchedule:
@@ -16,8 +18,8 @@ class CosineSchedule:
 
     base_lr: float
     total_steps: int
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1
+    warmup_steps: int = TrainConfig.warmup_steps
+    min_lr_ratio: float = TrainConfig.min_lr_ratio
 
     @property
     def min_lr(self) -> float:

@@ -17,18 +17,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from myllm.backends import load_backend
-from myllm.checkpoint import Checkpoint, TrainingState, read_checkpoint, write_checkpoint
-from myllm.config import ModelConfig, TrainConfig
+from myllm.checkpoint import TrainingState, write_checkpoint
+from myllm.config import TRAINING_SAMPLE, ModelConfig, ModelSettings, TrainConfig
 from myllm.data import BatchSampler, prepare_corpus, read_text, validation_batches
 from myllm.errors import UserError
 from myllm.generation import generate_tokens
 from myllm.interrupts import GracefulStop
+from myllm.resume import Resume, check_resume_matches, load_resume_tokenizer
 from myllm.run_files import MetricsLog, RunFiles
-from myllm.sampling import SamplingSettings
 from myllm.schedule import CosineSchedule
-from myllm.tokenizer import CharTokenizer
-
-SAMPLE_SETTINGS = SamplingSettings(temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=200)
 
 
 @dataclass
@@ -46,15 +43,18 @@ class TrainResult:
 def run_training(
     backend_name: str,
     train_config: TrainConfig,
-    model_settings: dict[str, Any],
-    resume: Path | None = None,
+    model_settings: ModelSettings,
+    resume: Resume | None = None,
     console: Console | None = None,
 ) -> TrainResult:
-    """Train `backend_name` as `train_config` says, from scratch or from the checkpoint `resume`."""
+    """Train `backend_name` as `train_config` says, from scratch or from the checkpoint `resume`.
+
+    `resume` and the config come from myllm.resume.read_resume, which reads the checkpoint once.
+    """
     console = console or Console(stderr=True, soft_wrap=True)
     backend = load_backend(backend_name)
-    checkpoint = read_checkpoint(resume) if resume else None
-    tokenizer = load_resume_tokenizer(resume, checkpoint) if checkpoint else None
+    checkpoint = resume.checkpoint if resume else None
+    tokenizer = load_resume_tokenizer(resume.path, checkpoint) if resume else None
     text = read_text(resolve_data_path(train_config, console))
     corpus = prepare_corpus(text, train_config.block_size, train_config.val_split, tokenizer)
     if checkpoint is not None:
@@ -64,13 +64,14 @@ def run_training(
         model_config = ModelConfig(
             vocab_size=corpus.tokenizer.vocab_size,
             max_seq_len=train_config.block_size,
-            **model_settings,
+            **model_settings.given(),
         )
     trainer = backend.Trainer(model_config, train_config)
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
     run = TrainingRun(backend_name, backend.checkpoint_suffix, trainer, train_config, corpus)
-    return run.run(checkpoint.training if checkpoint else TrainingState(), console, resume)
+    state = checkpoint.training if checkpoint else TrainingState()
+    return run.run(state, console, resume.path if resume else None)
 
 
 def resolve_data_path(config: TrainConfig, console: Console) -> Path:
@@ -82,38 +83,6 @@ def resolve_data_path(config: TrainConfig, console: Console) -> Path:
         if ensure_default_corpus(path):
             console.print(f"Fetched Tiny Shakespeare to {path} (the default training text).")
     return path
-
-
-def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> CharTokenizer:
-    """The tokenizer.json beside the checkpoint, checked against the model's vocabulary."""
-    tokenizer = CharTokenizer.load(resume.parent / "tokenizer.json")
-    check_tokenizer_matches(tokenizer, checkpoint.model_config, resume)
-    return tokenizer
-
-
-def check_tokenizer_matches(tokenizer: CharTokenizer, config: ModelConfig, path: Path) -> None:
-    if tokenizer.vocab_size != config.vocab_size:
-        raise UserError(
-            f"tokenizer has {tokenizer.vocab_size} characters but checkpoint {path} was trained "
-            f"with {config.vocab_size}: use the tokenizer.json written beside that checkpoint"
-        )
-
-
-def check_resume_matches(
-    model_config: ModelConfig, train_config: TrainConfig, model_settings: dict[str, Any]
-) -> None:
-    """A resumed run keeps its model: explicit model flags must agree with the checkpoint."""
-    for name, value in model_settings.items():
-        if getattr(model_config, name) != value:
-            raise UserError(
-                f"--{name.replace('_', '-')} {value} differs from the checkpoint's "
-                f"{getattr(model_config, name)}: drop the flag when resuming"
-            )
-    if train_config.block_size != model_config.max_seq_len:
-        raise UserError(
-            f"--block-size {train_config.block_size} differs from the checkpoint's "
-            f"{model_config.max_seq_len}: drop the flag when resuming"
-        )
 
 
 class TrainingRun:
@@ -324,7 +293,7 @@ class TrainingRun:
         tokenizer = self.corpus.tokenizer
         prompt = tokenizer.encode("\n") if "\n" in tokenizer.char_to_idx else [0]
         rng = np.random.default_rng([self.config.seed, self.state.step])
-        steps = generate_tokens(self.trainer.decoder(), prompt, SAMPLE_SETTINGS, rng)
+        steps = generate_tokens(self.trainer.decoder(), prompt, TRAINING_SAMPLE, rng)
         return tokenizer.decode(int(ids[0]) for ids in steps)
 
     def print_sample(self) -> None:

@@ -28,6 +28,7 @@ from myllm.checkpoint import (
     validate_weights,
 )
 from myllm.config import TrainConfig
+from myllm.contract import CheckpointFormat
 from myllm.errors import UserError
 
 
@@ -143,16 +144,4 @@ def read_torch(path: Path) -> Checkpoint:
     return checkpoint
 
 
-class TorchFormat:
-    """The `.pt` checkpoint format of the torch backend."""
-
-    suffix = ".pt"
-
-    def to_bytes(self, checkpoint: Checkpoint) -> bytes:
-        return torch_bytes(checkpoint)
-
-    def read(self, path: Path) -> Checkpoint:
-        return read_torch(path)
-
-
-FORMAT = TorchFormat()
+FORMAT = CheckpointFormat(".pt", torch_bytes, read_torch)

@@ -1,4 +1,4 @@
-"""The GPT of DESIGN §2 in PyTorch: the reference model, with its parameter names unchanged."""
+"""The GPT in PyTorch: the reference model, with its parameter names unchanged."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, H, offset+T, hd]
         dropout_p = self.dropout if self.training else 0.0
-        mask = causal_mask(length, k.shape[2], x.device)
+        mask = sdpa_causal_mask(length, k.shape[2], x.device)
         is_causal = length == k.shape[2] and length > 1
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
@@ -57,9 +57,12 @@ class MultiHeadAttention(nn.Module):
         return self.W_o(out)
 
 
-def causal_mask(query_length: int, key_length: int, device: torch.device) -> torch.Tensor | None:
-    """Mask for queries at the last `query_length` of `key_length` positions; None when SDPA's
-    own is_causal (square) or no mask (one query attending to everything cached) is exact."""
+def sdpa_causal_mask(
+    query_length: int, key_length: int, device: torch.device
+) -> torch.Tensor | None:
+    """SDPA's attn_mask for queries at the last `query_length` of `key_length` positions; None
+    when SDPA's own is_causal (square) or no mask (one query attending to everything cached) is
+    exact. (MLX's causal_mask always gives the mask: its fused path has its own "causal".)"""
     if query_length == key_length or query_length == 1:
         return None
     offset = key_length - query_length

@@ -21,6 +21,8 @@ from myllm.data import BatchSampler
 from myllm.generation import generate_tokens
 from myllm.sampling import SamplingSettings
 from myllm.schedule import CosineSchedule
+from myllm_mlx.model import loss_fn as mlx_loss_fn
+from myllm_torch.model import loss_fn as torch_loss_fn
 from tests.helpers import logits_of, sample_text
 
 TORCH, MLX = load_backend("torch"), load_backend("mlx")
@@ -67,12 +69,12 @@ def test_logits_agree(tokens, parity_report):
 def test_gradients_agree(tokens, parity_report):
     torch_trainer, mlx_trainer = make_trainers()
     x, y = BatchSampler(tokens, 32, 8, seed=0).batch(0)
-    loss = TORCH.model.loss_fn(torch_trainer.model.train(), torch.from_numpy(x).long(),
-                               torch.from_numpy(y).long())  # fmt: skip
+    loss = torch_loss_fn(torch_trainer.model.train(), torch.from_numpy(x).long(),
+                         torch.from_numpy(y).long())  # fmt: skip
     loss.backward()
     torch_grads = {n: p.grad.numpy() for n, p in torch_trainer.model.named_parameters()}
     mlx_trainer.model.train()
-    _, grads = mnn.value_and_grad(mlx_trainer.model, MLX.model.loss_fn)(
+    _, grads = mnn.value_and_grad(mlx_trainer.model, mlx_loss_fn)(
         mlx_trainer.model, mx.array(x), mx.array(y)
     )
     worst = 0.0

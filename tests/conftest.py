@@ -4,7 +4,7 @@ from __future__ import annotations
 
 # Import order matters on Linux CPU: torch first (so its BLAS calls stay on its own MKL), then
 # myllm_mlx, which loads the system OpenBLAS before anything imports mlx.core.
-import torch  # noqa: F401  # isort: skip
+import torch  # isort: skip
 import myllm_mlx  # noqa: F401  # isort: skip
 
 
@@ -14,6 +14,23 @@ import pytest
 
 from myllm.backends import load_backend
 from tests.helpers import BACKENDS, sample_text
+
+
+@pytest.fixture
+def one_thread():
+    """Torch in this process on one thread, like the subprocesses (helpers.ONE_THREAD_ENV)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def small_text(tmp_path: Path) -> Path:
+    """700 characters: 20 training steps per epoch of the tiny two-epoch runs."""
+    path = tmp_path / "small.txt"
+    path.write_text(sample_text(700), encoding="utf-8")
+    return path
 
 
 @pytest.fixture

@@ -1,16 +1,37 @@
-"""Helpers shared by the tests: a small real text, tiny configs, logits as numpy."""
+"""Helpers shared by the tests: texts, tiny configs, runs, checkpoints, CLI results."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from myllm.config import ModelConfig, TrainConfig
+from myllm.checkpoint import (
+    Checkpoint,
+    OptimizerState,
+    TrainingState,
+    parameter_shapes,
+    read_checkpoint,
+)
+from myllm.config import ModelConfig, ModelSettings, TrainConfig
+from myllm.resume import read_resume
+from myllm.training import run_training
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BACKENDS = ["torch", "mlx"]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"d_model": 32, "n_heads": 4, "n_layers": 2, "dropout": 0.0}
+DROPOUT_MODEL = ModelSettings(**{**TINY_MODEL, "dropout": 0.1})  # resume must restore the RNG too
+# 700 characters, 630 for training: ceil((630 - 16) / 32) = 20 steps per epoch, 40 in all.
+STEPS_PER_EPOCH, TOTAL_STEPS = 20, 40
+TINY_CLI = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
+            "--batch-size", "8", "--dropout", "0.1", "--device", "cpu"]  # fmt: skip
+# Tiny models run fastest on one thread; on a shared 2-core machine two threads spin on each other.
+ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 def sample_text(characters: int = 20_000) -> str:
@@ -48,3 +69,116 @@ def logits_of(backend, model, ids: np.ndarray) -> np.ndarray:
 
     model.eval()
     return np.array(model(mx.array(ids.astype(np.int32))))
+
+
+# --- runs ---
+
+
+def two_epoch_config(data: Path, directory: Path, **overrides) -> TrainConfig:
+    values = {"epochs": 2, "batch_size": 32, "log_interval": 1, "eval_iters": 2, **overrides}
+    return tiny_train_config(data, directory, **values)
+
+
+def signal_at_step(monkeypatch, trainer_class, call: int, signum: int) -> None:
+    """Send this process `signum` from inside the `call`-th train_step, as a user would."""
+    original = trainer_class.train_step
+    calls = itertools.count(1)
+
+    def train_step(self, x, y, lr):
+        result = original(self, x, y, lr)
+        if next(calls) == call:
+            os.kill(os.getpid(), signum)
+        return result
+
+    monkeypatch.setattr(trainer_class, "train_step", train_step)
+
+
+def resume_from(backend, checkpoint: Path, **overrides):
+    """Resume as `myllm train --resume` does: the stored config, the model from the checkpoint."""
+    resume, config = read_resume(checkpoint, overrides)
+    return run_training(backend.name, config, ModelSettings(), resume)
+
+
+def metric_records(directory: Path) -> list[dict]:
+    """metrics.jsonl without the wall-clock fields, which differ from run to run."""
+    lines = (directory / "metrics.jsonl").read_text().splitlines()
+    timing = {"tokens_per_second", "elapsed_s"}
+    return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+
+def train_losses(directory: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["train_loss"]) for r in metric_records(directory) if "val_loss" not in r]
+
+
+def assert_checkpoints_identical(first: Checkpoint, second: Checkpoint) -> None:
+    """float32 tensors bit for bit (weights, AdamW moments, RNG state), the same training state."""
+    assert first.training == second.training
+    assert first.optimizer.step == second.optimizer.step
+    for name, array in first.weights.items():
+        np.testing.assert_array_equal(array, second.weights[name], strict=True)
+        np.testing.assert_array_equal(first.optimizer.exp_avg[name], second.optimizer.exp_avg[name])
+        np.testing.assert_array_equal(
+            first.optimizer.exp_avg_sq[name], second.optimizer.exp_avg_sq[name]
+        )
+    assert first.rng.keys() == second.rng.keys()
+    for name, state in first.rng.items():
+        np.testing.assert_array_equal(state, second.rng[name])
+
+
+def all_weights_finite(directory: Path, suffix: str) -> bool:
+    return all(
+        np.isfinite(array).all()
+        for path in directory.glob(f"*{suffix}")
+        for array in read_checkpoint(path).weights.values()
+    )
+
+
+def temp_files(directory: Path) -> list[Path]:
+    """Hidden files: the temporary files of saves that did not finish."""
+    return sorted(path for path in directory.iterdir() if path.name.startswith("."))
+
+
+# --- checkpoints ---
+
+
+def constant_checkpoint(value: int, d_model: int = 8, n_layers: int = 1) -> Checkpoint:
+    """A checkpoint whose every tensor holds `value` (training.step too): a mix of two shows."""
+    config = ModelConfig(
+        vocab_size=65, d_model=d_model, n_heads=2, n_layers=n_layers, max_seq_len=16
+    )
+    shapes = parameter_shapes(config)
+
+    def tensors():
+        return {name: np.full(shape, value, np.float32) for name, shape in shapes.items()}
+
+    return Checkpoint(
+        config,
+        tensors(),
+        TrainingState(step=value),
+        train_config={"lr": 1e-3},
+        optimizer=OptimizerState(step=value, exp_avg=tensors(), exp_avg_sq=tensors()),
+        rng={"torch": np.full(5056, value, np.uint8)},
+    )
+
+
+class RunsCode:
+    """Unpickling this calls os.system: a weights_only load must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+# --- the CLI ---
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, no traceback, one line on stderr that names the problem."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

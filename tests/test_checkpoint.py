@@ -13,7 +13,7 @@ from myllm.checkpoint import (
     write_checkpoint,
 )
 from myllm.errors import UserError
-from tests.helpers import tiny_model_config
+from tests.helpers import RunsCode, tiny_model_config
 
 
 def random_checkpoint(seed: int = 0) -> Checkpoint:
@@ -108,18 +108,6 @@ def test_unknown_extension_and_missing_file(tmp_path):
         read_checkpoint(tmp_path / "model.bin")
     with pytest.raises(UserError, match="not found"):
         read_checkpoint(tmp_path / "missing.pt")
-
-
-class RunsCode:
-    """Unpickling this calls os.system: a weights_only load must refuse it."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):

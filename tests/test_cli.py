@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import sample_text
+from tests.helpers import assert_user_error, sample_text
 
 TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
         "--batch-size", "8", "--dropout", "0", "--device", "cpu"]  # fmt: skip
@@ -23,16 +23,6 @@ def myllm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         cwd=cwd,
         timeout=300,
     )
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    """Exit code 2, no traceback, one line on stderr that names the problem."""
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

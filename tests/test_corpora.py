@@ -1,4 +1,4 @@
-"""Corpus fetching (DESIGN §9): pinned sha256, Gutenberg stripping, mirrors and clear failures."""
+"""Corpus fetching: pinned sha256, Gutenberg stripping, mirrors and clear failures."""
 
 from __future__ import annotations
 

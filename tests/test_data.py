@@ -1,4 +1,4 @@
-"""The shared batch sampler and the corpus split (DESIGN §3)."""
+"""The shared batch sampler and the corpus split."""
 
 import numpy as np
 import pytest

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from myllm.backends import is_installed
-from myllm.config import TrainConfig
+from myllm.config import ModelSettings, TrainConfig
+from myllm.resume import read_resume
 from myllm.training import run_training
 from tests.helpers import BACKENDS, TINY_MODEL, sample_text
 
@@ -88,7 +89,11 @@ def assert_close(first: dict[int, float], second: dict[int, float]) -> None:
 def train_in_process(backend: str, data: Path, run_dir: Path, resume: Path | None = None):
     settings = {**SETTINGS, "max_steps": RESUMED_STEPS} if resume else SETTINGS
     config = TrainConfig(data=str(data), checkpoint_dir=str(run_dir), **settings)
-    result = run_training(backend, config, {} if resume else dict(TINY_MODEL), resume)
+    if resume is None:
+        result = run_training(backend, config, ModelSettings(**TINY_MODEL))
+    else:
+        resume_point, resumed_config = read_resume(resume, config.to_dict())
+        result = run_training(backend, resumed_config, ModelSettings(), resume_point)
     assert result.exit_code == 0
 
 

@@ -1,4 +1,4 @@
-"""The MLX GPT: canonical names, shapes, causality, init, exact GELU, KV cache, BLAS loading."""
+"""The MLX GPT: canonical names, shapes, causality, init, GELU, KV cache, compiled step, BLAS."""
 
 from __future__ import annotations
 
@@ -17,11 +17,9 @@ import myllm_mlx  # noqa: F401  (loads the system BLAS before anything imports m
 
 # isort: split
 import mlx.core as mx
-import mlx.nn as nn
-import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 
-from myllm.config import ModelConfig
+from myllm.config import ModelConfig, TrainConfig
 from myllm_mlx.model import (
     GPTModel,
     KVCache,
@@ -31,6 +29,7 @@ from myllm_mlx.model import (
     loss_fn,
     softmax,
 )
+from myllm_mlx.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"vocab_size": 11, "d_model": 32, "n_heads": 4, "n_layers": 2, "max_seq_len": 16}
@@ -167,28 +166,26 @@ def test_positions_beyond_max_seq_len_are_an_error():
 
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
 def test_compiled_training_step_matches_eager(dropout):
-    # With dropout, the compiled step draws the same masks: mx.random.state is part of its state.
-    def one_step(compiled: bool):
-        model = tiny_model(dropout=dropout, seed=3)
-        model.train()
-        optimizer = optim.AdamW(learning_rate=1e-2, betas=[0.9, 0.95], bias_correction=True)
-        optimizer.init(model.trainable_parameters())
-        loss_and_grad = nn.value_and_grad(model, loss_fn)
+    """The real Trainer's step, mx.compile'd and eager: float32 losses and weights within 1e-5.
 
-        def step(x, y):
-            loss, grads = loss_and_grad(model, x, y)
-            grads, _ = optim.clip_grad_norm(grads, 1.0)
-            optimizer.update(model, grads)
-            return loss
+    With dropout, the compiled step draws the same masks: mx.random.state is part of its state.
+    """
 
-        state = [model.state, optimizer.state, mx.random.state]
-        if compiled:
-            step = mx.compile(step, inputs=state, outputs=state)
-        losses = [step(tokens(4, 16, seed=s), tokens(4, 16, seed=s + 1)).item() for s in (0, 2)]
-        return losses, dict(tree_flatten(model.parameters()))
+    def two_steps(compile: bool):
+        config = ModelConfig(**TINY, dropout=dropout)
+        train_config = TrainConfig(lr=1e-2, seed=3, device="cpu")
+        trainer = Trainer(config, train_config, compile=compile)
+        assert trainer.compiled is compile
+        rng = np.random.default_rng(0)
+        losses = []
+        for _ in range(2):
+            x, y = (rng.integers(0, TINY["vocab_size"], (4, 16)) for _ in range(2))
+            loss, _ = trainer.train_step(x, y, train_config.lr)
+            losses.append(loss.item())
+        return losses, dict(tree_flatten(trainer.model.parameters()))
 
-    eager_losses, eager_weights = one_step(False)
-    compiled_losses, compiled_weights = one_step(True)
+    eager_losses, eager_weights = two_steps(compile=False)
+    compiled_losses, compiled_weights = two_steps(compile=True)
     assert np.allclose(eager_losses, compiled_losses, atol=1e-5)  # float32
     for name, weight in eager_weights.items():
         assert np.abs(np.array(weight) - np.array(compiled_weights[name])).max() <= 1e-5, name

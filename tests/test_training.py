@@ -5,6 +5,7 @@ import json
 import numpy as np
 
 from myllm.checkpoint import read_checkpoint, write_checkpoint
+from myllm.config import ModelSettings
 from myllm.data import BatchSampler, prepare_corpus
 from myllm.training import run_training
 from tests.helpers import TINY_MODEL, logits_of, sample_text, tiny_model_config, tiny_train_config
@@ -16,7 +17,7 @@ def read_metrics(directory):
 
 def test_tiny_run_lowers_loss_and_writes_its_files(backend, text_file, tmp_path):
     config = tiny_train_config(text_file, tmp_path / "run", max_steps=60, eval_interval=30)
-    result = run_training(backend.name, config, dict(TINY_MODEL))
+    result = run_training(backend.name, config, ModelSettings(**TINY_MODEL))
     assert result.step == 60 and result.exit_code == 0
     suffix = backend.checkpoint_suffix
     for name in ("best_model", "checkpoint_last"):
@@ -39,7 +40,7 @@ def test_epoch_mode_writes_epoch_checkpoints(backend, tmp_path):
     data = tmp_path / "small.txt"
     data.write_text(sample_text(600), encoding="utf-8")
     config = tiny_train_config(data, tmp_path / "run", epochs=2, batch_size=64, eval_iters=None)
-    result = run_training(backend.name, config, dict(TINY_MODEL))
+    result = run_training(backend.name, config, ModelSettings(**TINY_MODEL))
     steps_per_epoch = -(-(540 - 16) // 64)
     assert result.step == 2 * steps_per_epoch
     for name in ("checkpoint_epoch_1", "checkpoint_epoch_2", "best_model", "checkpoint_last"):
