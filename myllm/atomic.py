@@ -1,6 +1,7 @@
 """Atomic file writes: a temporary file in the same directory, fsynced, then renamed.
 
-An interrupted or failed write never destroys the file it replaces (DESIGN §5).
+An interrupted or failed write never destroys the file it replaces: a checkpoint on disk is
+always a whole one.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training corpora: a pinned manifest, sha256-checked fetching, Gutenberg stripping (DESIGN §9).
+"""Training corpora: a pinned manifest, sha256-checked fetching, Gutenberg stripping.
 
 A source comes from a mirror folder (--mirror DIR, else MYLLM_DATA_MIRROR) or, with neither, from
 its URL. It is checked against the manifest's sha256 before anything is written, and the training

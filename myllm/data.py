@@ -1,4 +1,4 @@
-"""Corpus reading, the train/validation split and the deterministic batch sampler (DESIGN §3).
+"""Corpus reading, the train/validation split and the deterministic batch sampler.
 
 The sampler is plain numpy and depends only on (seed, epoch, step), so both backends see the same
 batches for the same seed, a resumed run sees the batches it would have seen, and data-parallel

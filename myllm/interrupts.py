@@ -1,4 +1,4 @@
-"""SIGINT / SIGTERM during training: finish the step, save, exit 130 / 143 (DESIGN §3, §5).
+"""SIGINT / SIGTERM during training: finish the step, save, exit 130 / 143.
 
 The first signal only sets a flag that the loop checks after each step. A second one stops at once
 with the same exit code. It raises SystemExit (click would turn a KeyboardInterrupt into "Aborted!"

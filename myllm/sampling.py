@@ -1,4 +1,4 @@
-"""Choosing the next token from logits: temperature, top-k, top-p, greedy (DESIGN §4).
+"""Choosing the next token from logits: temperature, top-k, top-p, greedy.
 
 Sampling runs on the host in numpy for both backends: a char-level vocabulary is tiny, the logits
 must reach the host anyway to stream text, and one seeded numpy generator makes both backends draw

@@ -1,4 +1,4 @@
-"""Load an optimized system BLAS for MLX on Linux CPU, before mlx.core is imported (DESIGN §6).
+"""Load an optimized system BLAS for MLX on Linux CPU, before mlx.core is imported.
 
 The mlx[cpu] wheel links the reference (netlib) BLAS, whose sgemm is ~40x slower than OpenBLAS.
 libmlx resolves cblas_sgemm through the global symbol scope first, so a BLAS loaded earlier with

@@ -1,4 +1,4 @@
-"""The GPT of DESIGN §2 in MLX: the reference model, with its parameter names unchanged."""
+"""The GPT in MLX: the reference model, with its parameter names unchanged."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Device choice for the torch backend: auto = MPS > CUDA > CPU (DESIGN §6)."""
+"""Device choice for the torch backend: auto = MPS > CUDA > CPU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Data parallelism for the torch backend: DDP under `torchrun` (DESIGN §6).
+"""Data parallelism for the torch backend: DDP under `torchrun`.
 
 Every rank holds the whole model and steps on its shard of the global batch. The shard's loss is
 weighted by its share of the global batch, so the averaged gradient and the logged loss are the

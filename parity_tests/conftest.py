@@ -1,4 +1,4 @@
-"""Parity tests compare the torch reference and the MLX port on the same weights (DESIGN §8)."""
+"""Parity tests compare the torch reference and the MLX port on the same weights."""
 
 # Import order matters on Linux CPU: torch first (so its BLAS calls stay on its own MKL), then
 # myllm_mlx, which loads the system OpenBLAS before anything imports mlx.core.
