@@ -308,22 +308,36 @@ class TorchOps:
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        if self.device.type == "mps":
+            torch.accelerator.reset_peak_memory_stats()
         self.rss_resettable = reset_process_peak_rss()
 
     def peak_memory_bytes(self) -> int:
+        """torch's own allocator only: MLX's arrays in the same process are not in the figure.
+
+        MPS: the peak of torch.accelerator's counters where this torch's MPS allocator keeps
+        them (they read 0 where it does not); else torch's MPS tensors after the repeat. Never
+        driver_allocated_memory: that is the whole process's Metal memory, MLX's included."""
         import torch
 
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         if self.device.type == "mps":
-            return int(torch.mps.driver_allocated_memory())
+            peak = int(torch.accelerator.max_memory_allocated())
+            self.mps_counter = "peak" if peak > 0 else "current"
+            return peak if peak > 0 else int(torch.mps.current_allocated_memory())
         return process_peak_rss_bytes()
 
     def memory_source(self) -> str:
         if self.device.type == "cuda":
             return "torch.cuda.max_memory_allocated (peak of torch's CUDA allocator)"
+        if self.device.type == "mps" and getattr(self, "mps_counter", "peak") == "peak":
+            return "torch.accelerator.max_memory_allocated (peak of torch's MPS allocator)"
         if self.device.type == "mps":
-            return "torch.mps.driver_allocated_memory (after the repeat: MPS has no peak counter)"
+            return (
+                "torch.mps.current_allocated_memory (torch's MPS tensors after the repeat: "
+                "this torch keeps no MPS peak)"
+            )
         return _rss_source(self.rss_resettable)
 
     def gpu_name(self) -> str | None:
@@ -578,6 +592,7 @@ class BackendBench:
             "versions": self.trainer.versions(),
             "blas": self.ops.blas(),
             "dtype": DTYPE,
+            "matmul_precision": getattr(self.trainer, "matmul_precision", "float32"),
             "compiled": bool(getattr(self.trainer, "compiled", False)),
             "memory_source": self.ops.memory_source(),
             "rss_source": _rss_source(self.ops.rss_resettable),

@@ -88,6 +88,9 @@ class TrainConfig:
     log_interval: int = 10
     sample_every_epochs: int = 5
     device: str = "auto"
+    # float32 matmuls in TF32 on GPUs that have it (CUDA; MLX's NAX kernels on the newest Apple
+    # GPUs): faster, 10-bit mantissa. Off: float32 means float32 on every backend and device.
+    tf32: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -123,6 +126,17 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# Settings that belong to the machine a run is on, not to the run: a resumed run does not carry
+# them over (a checkpoint saved with --device gpu on a Mac resumes on a CUDA box or a CPU).
+MACHINE_SETTINGS = ("device",)
+
+
+def resumed_train_config(stored: dict[str, Any], given: dict[str, Any]) -> TrainConfig:
+    """A resumed run's settings: the checkpoint's, less the machine's, overridden by `given`."""
+    kept = {name: value for name, value in stored.items() if name not in MACHINE_SETTINGS}
+    return TrainConfig.from_dict({**kept, **given})
 
 
 def _require_positive(name: str, value: int) -> None:

@@ -42,8 +42,9 @@ def logits_of(backend, model, ids: np.ndarray) -> np.ndarray:
         import torch
 
         model.eval()
+        device = next(model.parameters()).device
         with torch.no_grad():
-            return model(torch.from_numpy(ids.astype(np.int64))).numpy()
+            return model(torch.from_numpy(ids.astype(np.int64)).to(device)).cpu().numpy()
     import mlx.core as mx
 
     model.eval()

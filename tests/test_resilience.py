@@ -74,8 +74,8 @@ def signal_at_step(monkeypatch, trainer_class, call: int, signum: int) -> None:
     original = trainer_class.train_step
     calls = itertools.count(1)
 
-    def train_step(self, x, y, lr):
-        result = original(self, x, y, lr)
+    def train_step(self, x, y, lr, **kwargs):
+        result = original(self, x, y, lr, **kwargs)
         if next(calls) == call:
             os.kill(os.getpid(), signum)
         return result
@@ -262,12 +262,12 @@ def poison_step(monkeypatch, trainer_class, call: int, how: str) -> None:
     original = trainer_class.train_step
     calls = itertools.count(1)
 
-    def train_step(self, x, y, lr):
+    def train_step(self, x, y, lr, **kwargs):
         if next(calls) != call:
-            return original(self, x, y, lr)
+            return original(self, x, y, lr, **kwargs)
         if how == "nan-lr":
-            return original(self, x, y, float("nan"))
-        loss, grad_norm = original(self, x, y, lr)
+            return original(self, x, y, float("nan"), **kwargs)
+        loss, grad_norm = original(self, x, y, lr, **kwargs)
         return loss * float("nan"), grad_norm
 
     monkeypatch.setattr(trainer_class, "train_step", train_step)
