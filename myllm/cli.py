@@ -106,6 +106,14 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
     ] = None,
+    tf32: Annotated[
+        bool | None,
+        typer.Option(
+            "--tf32/--no-tf32",
+            envvar="MYLLM_TF32",
+            help="float32 matmuls in TF32 on GPUs that have it (default: off, float32)",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.config import ModelSettings, TrainConfig
@@ -117,7 +125,7 @@ def train(
         "batch_size": batch_size, "block_size": block_size, "lr": lr, "val_split": val_split,
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
-        "beta2": beta2, "weight_decay": weight_decay,
+        "beta2": beta2, "weight_decay": weight_decay, "tf32": tf32,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_settings = ModelSettings(d_model, n_heads, n_layers, dropout)

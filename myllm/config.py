@@ -91,6 +91,9 @@ class TrainConfig:
     log_interval: int = 10
     sample_every_epochs: int = 5
     device: str = "auto"
+    # float32 matmuls in TF32 on GPUs that have it (CUDA; MLX's NAX kernels on the newest Apple
+    # GPUs): faster, 10-bit mantissa. Off: float32 means float32 on every backend and device.
+    tf32: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -146,6 +149,11 @@ def model_defaults() -> dict[str, Any]:
         for f in dataclasses.fields(ModelConfig)
         if f.default is not dataclasses.MISSING
     }
+
+
+# Settings that belong to the machine a run is on, not to the run: a resumed run does not carry
+# them over (a checkpoint saved with --device gpu on a Mac resumes on a CUDA box or a CPU).
+MACHINE_SETTINGS = ("device",)
 
 
 def _require_positive(name: str, value: int) -> None:

@@ -43,6 +43,7 @@ class Trainer(Protocol):
     rank: int
     world_size: int
     compiled: bool
+    matmul_precision: str  # "float32", or "tf32" where float32 matmuls run in TF32 (GPUs)
 
     def describe_device(self) -> str: ...
 
@@ -50,8 +51,13 @@ class Trainer(Protocol):
 
     def to_device(self, batch: np.ndarray) -> Any: ...
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[Any, Any]:
-        """One optimizer step; (loss, grad_norm) as device scalars, without a host sync."""
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None
+    ) -> tuple[Any, Any]:
+        """One optimizer step; (loss, grad_norm) as device scalars, without a host sync.
+
+        Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows.
+        """
         ...
 
     def to_host(self, values: list[Any]) -> list[float]: ...

@@ -114,6 +114,11 @@ class BatchSampler:
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
 
+    def rows_in_batch(self, step: int) -> int:
+        """Windows in global step `step`'s whole batch, all ranks' shards together."""
+        index = step % self.steps_per_epoch
+        return min(self.batch_size, self.num_windows - index * self.batch_size)
+
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (x, y) of global step `step` for this rank: int32 arrays [B, block_size]."""
         index = step % self.steps_per_epoch

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from myllm.checkpoint import Checkpoint, read_checkpoint
-from myllm.config import ModelConfig, ModelSettings, TrainConfig
+from myllm.config import MACHINE_SETTINGS, ModelConfig, ModelSettings, TrainConfig
 from myllm.errors import UserError
 from myllm.tokenizer import CharTokenizer
 
@@ -28,11 +28,18 @@ def read_resume(path: Path, given: dict[str, Any]) -> tuple[Resume, TrainConfig]
     """Read checkpoint `path` once; the run's config is its stored one with `given` over it.
 
     Unless `given` names another checkpoint_dir, the resumed run writes beside the checkpoint.
+    The machine's settings (the device) are not carried over: they belong to the machine.
     """
     checkpoint = read_checkpoint(path)
     given = {"checkpoint_dir": str(path.parent), **given}
-    config = TrainConfig.from_dict({**(checkpoint.train_config or {}), **given})
+    config = resumed_train_config(checkpoint.train_config or {}, given)
     return Resume(path, checkpoint), config
+
+
+def resumed_train_config(stored: dict[str, Any], given: dict[str, Any]) -> TrainConfig:
+    """A resumed run's settings: the checkpoint's, less the machine's, overridden by `given`."""
+    kept = {name: value for name, value in stored.items() if name not in MACHINE_SETTINGS}
+    return TrainConfig.from_dict({**kept, **given})
 
 
 def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> CharTokenizer:

@@ -132,31 +132,26 @@ class TrainingRun:
             )
             while state.step < self.total_steps:
                 # Data-parallel ranks stop at the same step, and all report the signal one got.
-                stop.requested = self.trainer.max_over_ranks(stop.requested or 0) or None
-                if stop.requested is not None:
-                    break
+                # They agree where the host has just waited for the device anyway (the start and
+                # each log point), so a GPU's queue is not drained for it every step.
+                if self.trainer.world_size == 1 or not pending:
+                    stop.requested = self.trainer.max_over_ranks(stop.requested or 0) or None
+                    if stop.requested is not None:
+                        break
                 x, y = self.sampler.batch(state.step)
                 lr = self.schedule.lr_at(state.step)
-                pending.append(self.trainer.train_step(x, y, lr))
+                rows = self.sampler.rows_in_batch(state.step)
+                pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows))
                 state.step += 1
                 window_steps += 1
                 epoch_done = state.step % self.sampler.steps_per_epoch == 0
                 last = state.step == self.total_steps
                 evaluation_due = self.evaluation_due(epoch_done, last)
                 if state.step % self.config.log_interval == 0 or epoch_done or evaluation_due:
-                    elapsed = time.perf_counter() - window_start
-                    self.log_steps(
-                        pending,
-                        lr,
-                        window_steps * tokens_per_step / elapsed,
-                        metrics,
-                        time.perf_counter() - run_start,
-                    )
+                    window = (window_start, window_steps * tokens_per_step)
+                    speed = self.log_steps(pending, lr, window, metrics, run_start)
                     progress.update(
-                        task,
-                        completed=state.step,
-                        loss=self.last_train_loss,
-                        speed=window_steps * tokens_per_step / elapsed,
+                        task, completed=state.step, loss=self.last_train_loss, speed=speed
                     )
                     pending, window_steps = [], 0
                     window_start = time.perf_counter()
@@ -167,7 +162,7 @@ class TrainingRun:
                     self.end_of_epoch()
                     window_start = time.perf_counter()
             if pending:  # interrupted between log points
-                self.log_steps(pending, lr, None, metrics, time.perf_counter() - run_start)
+                self.log_steps(pending, lr, None, metrics, run_start)
             self.save("checkpoint_last")  # still under GracefulStop: a 2nd signal leaves no litter
         metrics.close()
         return self.finish(stop.requested, stop.exit_code)
@@ -188,6 +183,7 @@ class TrainingRun:
                 {
                     "backend": self.backend_name,
                     "device": self.trainer.describe_device(),
+                    "matmul_precision": self.trainer.matmul_precision,
                     "versions": self.trainer.versions(),
                     "model_config": self.trainer.model.config.to_dict(),
                     "train_config": self.config.to_dict(),
@@ -210,9 +206,16 @@ class TrainingRun:
             disable=not self.is_main,
         )
 
-    def log_steps(self, pending, lr, tokens_per_second, metrics, elapsed_s) -> None:
-        """Bring the pending losses to the host, stop on a non-finite one, write a metrics line."""
+    def log_steps(self, pending, lr, window, metrics, run_start) -> float | None:
+        """Bring the pending losses to the host, stop on a non-finite one, write a metrics line.
+
+        `window` is (start time, tokens trained since): the rate is taken after to_host, which
+        waits for the queued steps, so an asynchronous device's queue drain is counted. Returns
+        the rate (None without a window, e.g. when interrupted between log points).
+        """
         values = self.trainer.to_host([value for pair in pending for value in pair])
+        now = time.perf_counter()
+        tokens_per_second = window[1] / (now - window[0]) if window is not None else None
         losses, grad_norms = values[0::2], values[1::2]
         first_step = self.state.step - len(pending) + 1
         for offset, (loss, norm) in enumerate(zip(losses, grad_norms, strict=True)):
@@ -226,10 +229,11 @@ class TrainingRun:
             "train_loss": self.last_train_loss,
             "lr": lr,
             "tokens_per_second": tokens_per_second,
-            "elapsed_s": round(elapsed_s, 3),
+            "elapsed_s": round(now - run_start, 3),
             "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
         }
         metrics.write(record)
+        return tokens_per_second
 
     def stop_on_non_finite(self, step: int, what: str) -> None:
         """Stop before anything non-finite is saved; the checkpoints on disk stay as they are."""

@@ -9,6 +9,7 @@ RTLD_GLOBAL wins. This module imports nothing from mlx; myllm_mlx/__init__.py ca
 from __future__ import annotations
 
 import ctypes
+import importlib.metadata
 import os
 import sys
 import warnings
@@ -35,6 +36,9 @@ SEARCH_PATHS = (
     "/usr/local/lib/libopenblas.so.0",
 )
 
+# The Linux GPU builds of MLX (pip install 'mlx[cuda]' / 'mlx[cuda13]').
+MLX_CUDA_DISTRIBUTIONS = ("mlx-cuda-12", "mlx-cuda-13", "mlx-cuda")
+
 _blas_in_use: str | None = None
 
 
@@ -51,12 +55,31 @@ def load_system_blas() -> str:
     global _blas_in_use
     if _blas_in_use is None:
         requested = os.environ.get(BLAS_ENV, "").strip()
-        _blas_in_use = _choose_blas(requested, SEARCH_PATHS, "mlx.core" in sys.modules)
+        _blas_in_use = _choose_blas(
+            requested, SEARCH_PATHS, "mlx.core" in sys.modules, mlx_gpu_build_installed()
+        )
     return _blas_in_use
 
 
-def _choose_blas(requested: str, search_paths: tuple[str, ...], mlx_imported: bool) -> str:
-    """Load the requested BLAS, or the first of `search_paths` that exists; describe the result."""
+def mlx_gpu_build_installed() -> bool:
+    """Whether an MLX CUDA build (mlx[cuda], mlx[cuda13]) is installed: `auto` then means the GPU.
+
+    Read from the installed distributions, since mlx.core may not be imported yet."""
+    for name in MLX_CUDA_DISTRIBUTIONS:
+        try:
+            importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return True
+    return False
+
+
+def _choose_blas(
+    requested: str, search_paths: tuple[str, ...], mlx_imported: bool, gpu_build: bool = False
+) -> str:
+    """Load the requested BLAS, or the first of `search_paths` that exists; describe the result.
+
+    The slow-BLAS warning is left out with an MLX CUDA build: the GPU does the matmuls there."""
     if sys.platform == "darwin":
         return "accelerate (macOS)"
     if requested.lower() == "none":
@@ -76,6 +99,8 @@ def _choose_blas(requested: str, search_paths: tuple[str, ...], mlx_imported: bo
                 ) from error
             continue
         return f"{_blas_name(path)} ({os.path.realpath(path)})"
+    if gpu_build:
+        return "reference (netlib, shipped with mlx; MLX's CUDA build runs matmuls on the GPU)"
     warnings.warn(
         f"MLX on CPU is using the slow reference BLAS (no OpenBLAS found): {INSTALL_HINT}",
         RuntimeWarning,

@@ -8,6 +8,7 @@ import mlx.core as mx
 
 from myllm.errors import UserError
 from myllm_mlx.blas import blas_in_use
+from myllm_mlx.precision import TF32_ENV
 
 # "cuda", "mps" and "metal" are accepted as the GPU too, so torch's --device values carry over.
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
@@ -52,3 +53,19 @@ def describe_device(device: mx.Device) -> str:
         name = mx.device_info(device).get("device_name", "")
         return f"gpu ({name})" if name else "gpu"
     return f"cpu ({os.cpu_count()} cores, {blas_in_use().split(' (')[0]})"  # path: blas_in_use()
+
+
+def set_matmul_precision(tf32: bool) -> str:
+    """float32 matmuls in float32, or in TF32 on a GPU (CUDA; Metal's NAX kernels); returns which.
+
+    MLX reads MLX_ENABLE_TF32 (default on) once per process, at its first GPU matmul (a
+    function-local static, enable_tf32() in mlx/utils.h): set here before the Trainer's first
+    step, and by myllm_mlx/__init__.py from MYLLM_TF32 before mlx.core is imported. A later
+    change in the same process does not reach MLX."""
+    os.environ[TF32_ENV] = "1" if tf32 else "0"
+    return matmul_precision()
+
+
+def matmul_precision() -> str:
+    """'tf32' or 'float32': how float32 matmuls run on a GPU, read back from MLX's setting."""
+    return "tf32" if os.environ.get(TF32_ENV, "1") not in ("0", "") else "float32"

@@ -39,10 +39,15 @@ def average_gradients(grads, share: mx.array, world_size: int):
     return nn.average_gradients(tree_map(lambda grad: grad * (share * world_size), grads))
 
 
-def batch_share(shard_size: int) -> mx.array:
-    """This rank's share of the global batch, shard_size / sum of all shard sizes (lazy)."""
+def batch_share(shard_size: int, batch_size: int | None) -> mx.array:
+    """This rank's share of the global batch, shard_size / batch_size (lazy).
+
+    batch_size None: the sum of all ranks' shard sizes, found by an all-reduce.
+    """
     size = mx.array(float(shard_size))
-    return size / all_reduce_sum(size)
+    if batch_size is None:
+        return size / all_reduce_sum(size)
+    return size / mx.array(float(batch_size))
 
 
 def all_reduce_max(value: mx.array) -> mx.array:

@@ -15,7 +15,7 @@ from mlx.utils import tree_flatten
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
-from myllm_mlx.device import describe_device, resolve_device
+from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
 from myllm_mlx.distributed import (
     all_reduce_max,
     all_reduce_sum,
@@ -35,6 +35,7 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
         self.train_config = train_config
+        self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
         mx.random.seed(train_config.seed)
@@ -59,6 +60,8 @@ class Trainer:
         self.compiled_step = (
             mx.compile(self.step, inputs=self.state, outputs=self.state) if compile else self.step
         )
+        self.shares: dict[tuple[int, int], mx.array] = {}  # see batch_share
+        self.in_flight: list[mx.array] | None = None  # the last step's outputs, on a GPU
         split_random_stream(self.rank)
 
     def describe_device(self) -> str:
@@ -79,21 +82,44 @@ class Trainer:
         self.optimizer.update(self.model, grads)
         return loss, grad_norm
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
         """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars.
 
-        Data parallel: x, y are this rank's shard; the loss returned is the global batch's mean.
+        Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows
+        (None: the ranks sum their shard sizes, an all-reduce); the loss returned is the global
+        batch's mean.
         """
         self.model.train()
         self.optimizer.learning_rate = lr
         share = None
         if self.world_size > 1:
-            share = batch_share(len(x))
+            share = self.batch_share(len(x), batch_rows)
             if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
                 x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
         loss, grad_norm = self.compiled_step(self.to_device(x), self.to_device(y), share)
-        mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
+        if self.device.type == mx.gpu:
+            # Queue this step and wait only for the one before: the host builds the next step
+            # while the GPU runs this one, and at most two steps are ever in flight.
+            mx.async_eval(self.state, loss, grad_norm)
+            if self.in_flight is not None:
+                mx.eval(self.in_flight)
+            self.in_flight = [loss, grad_norm]
+        else:
+            mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
         return loss, grad_norm
+
+    def batch_share(self, shard_rows: int, batch_rows: int | None) -> mx.array:
+        """This rank's share of the global batch, made once per (shard, batch) size.
+
+        Made per step it would cost a host-to-device copy (which waits for a GPU's queue) and an
+        all-reduce; the loop knows the global batch size, so neither is needed after the first.
+        """
+        if batch_rows is None:
+            return batch_share(shard_rows, None)
+        key = (shard_rows, batch_rows)
+        if key not in self.shares:
+            self.shares[key] = batch_share(shard_rows, batch_rows)
+        return self.shares[key]
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats."""

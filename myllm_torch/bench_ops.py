@@ -18,6 +18,7 @@ class BenchOps:
         self.trainer = trainer
         self.device = trainer.device
         self.rss_resettable = False
+        self.mps_counter = "peak"  # MPS: which counter peak_memory_bytes read (memory_source)
 
     def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:
         """Logits of the model for device token ids, no autograd (model already in eval)."""
@@ -43,20 +44,34 @@ class BenchOps:
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+        if self.device.type == "mps":
+            torch.accelerator.reset_peak_memory_stats()
         self.rss_resettable = reset_process_peak_rss()
 
     def peak_memory_bytes(self) -> int:
+        """torch's own allocator only: MLX's arrays in the same process are not in the figure.
+
+        MPS: the peak of torch.accelerator's counters where this torch's MPS allocator keeps
+        them (they read 0 where it does not); else torch's MPS tensors after the repeat. Never
+        driver_allocated_memory: that is the whole process's Metal memory, MLX's included."""
         if self.device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self.device))
         if self.device.type == "mps":
-            return int(torch.mps.driver_allocated_memory())
+            peak = int(torch.accelerator.max_memory_allocated())
+            self.mps_counter = "peak" if peak > 0 else "current"
+            return peak if peak > 0 else int(torch.mps.current_allocated_memory())
         return process_peak_rss_bytes()
 
     def memory_source(self) -> str:
         if self.device.type == "cuda":
             return "torch.cuda.max_memory_allocated (peak of torch's CUDA allocator)"
+        if self.device.type == "mps" and self.mps_counter == "peak":
+            return "torch.accelerator.max_memory_allocated (peak of torch's MPS allocator)"
         if self.device.type == "mps":
-            return "torch.mps.driver_allocated_memory (after the repeat: MPS has no peak counter)"
+            return (
+                "torch.mps.current_allocated_memory (torch's MPS tensors after the repeat: "
+                "this torch keeps no MPS peak)"
+            )
         return rss_source(self.rss_resettable)
 
     def gpu_name(self) -> str | None:

@@ -6,16 +6,22 @@ import torch
 
 from myllm.errors import UserError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+# "gpu" (MLX's name) is the accelerator here, MPS or CUDA, so MLX's --device values carry over.
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps", "gpu")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     """The torch.device for `name`, or a UserError when it is unknown or not available here."""
-    if name == "auto":
+    if name in ("auto", "gpu"):
         if torch.backends.mps.is_available():
             return torch.device("mps")
         if torch.cuda.is_available():
             return torch.device("cuda")
+        if name == "gpu":
+            raise UserError(
+                "device 'gpu' is not available on this machine (no MPS or CUDA in this torch "
+                "build): use --device cpu or auto"
+            )
         return torch.device("cpu")
     kind = name.split(":")[0]
     if kind not in DEVICE_CHOICES:
@@ -42,3 +48,18 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def set_matmul_precision(tf32: bool) -> str:
+    """float32 matmuls in float32 ("highest"), or in TF32 on CUDA ("high"); returns which.
+
+    One process-wide switch (torch.set_float32_matmul_precision, the same flag as
+    torch.backends.cuda.matmul.allow_tf32). MPS and CPU compute float32 matmuls in float32 either
+    way."""
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    return matmul_precision()
+
+
+def matmul_precision() -> str:
+    """'tf32' or 'float32': how float32 matmuls run on a GPU that has TF32, read back from torch."""
+    return "tf32" if torch.get_float32_matmul_precision() != "highest" else "float32"

@@ -8,6 +8,7 @@ global batch's, exactly as one process would compute them, even when shards are 
 from __future__ import annotations
 
 import atexit
+import inspect
 import os
 
 import torch
@@ -28,12 +29,19 @@ def init_distributed(device: torch.device) -> tuple[int, int]:
             "add --device cpu"
         )
     if not dist.is_initialized():
-        dist.init_process_group(
-            backend="nccl" if device.type == "cuda" else "gloo",
-            device_id=device if device.type == "cuda" else None,
-        )
+        binding = {}
+        if device.type == "cuda" and accepts_device_id():  # binds the group to this rank's GPU
+            binding["device_id"] = device
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **binding)
         atexit.register(leave_process_group)  # error paths; a finished run calls finish_together
     return dist.get_rank(), dist.get_world_size()
+
+
+def accepts_device_id() -> bool:
+    """Whether this torch's init_process_group takes device_id (added around torch 2.2/2.3).
+
+    Without it NCCL finds the GPU from torch.cuda.set_device, which rank_device has called."""
+    return "device_id" in inspect.signature(dist.init_process_group).parameters
 
 
 def finish_together() -> None:
@@ -54,8 +62,9 @@ def leave_process_group() -> None:
 
 
 def rank_device(device: torch.device) -> torch.device:
-    """Under torchrun, cuda means this process's own GPU, cuda:LOCAL_RANK."""
-    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+    """Under torchrun, cuda (or cuda:N, e.g. stored by another machine) means this process's own
+    GPU, cuda:LOCAL_RANK: otherwise every rank would share one GPU."""
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
         device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         torch.cuda.set_device(device)
     return device
@@ -70,10 +79,15 @@ def data_parallel(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def batch_share(shard_size: int, device: torch.device) -> torch.Tensor:
-    """This rank's share of the global batch, shard_size / sum of all shard sizes."""
+def batch_share(shard_size: int, batch_size: int | None, device: torch.device) -> torch.Tensor:
+    """This rank's share of the global batch, shard_size / batch_size.
+
+    batch_size None: the sum of all ranks' shard sizes, found by an all-reduce.
+    """
     size = torch.tensor(float(shard_size), device=device)
-    return size / all_reduce_sum(size.clone())
+    if batch_size is None:
+        return size / all_reduce_sum(size.clone())
+    return size / torch.tensor(float(batch_size), device=device)
 
 
 def all_reduce_max(value: torch.Tensor) -> torch.Tensor:

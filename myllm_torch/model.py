@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,11 +52,32 @@ class MultiHeadAttention(nn.Module):
         dropout_p = self.dropout if self.training else 0.0
         mask = sdpa_causal_mask(length, k.shape[2], x.device)
         is_causal = length == k.shape[2] and length > 1
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
-        )  # [B, H, T, hd]
+        if fused_attention_drops(x.device, dropout_p):
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            )  # [B, H, T, hd]
+        else:
+            out = explicit_attention(q, k, v, mask, is_causal, dropout_p)  # [B, H, T, hd]
         out = out.transpose(1, 2).reshape(batch, length, d_model)
         return self.W_o(out)
+
+
+def fused_attention_drops(device: torch.device, dropout_p: float) -> bool:
+    """Whether SDPA can take `dropout_p` on `device`. MPS's fused kernels accept dropout_p but
+    do not apply it (pytorch/pytorch#184126 makes it an error instead): there, with dropout, the
+    weights go through explicit_attention, as in the MLX twin."""
+    return dropout_p == 0.0 or device.type != "mps"
+
+
+def explicit_attention(q, k, v, mask: torch.Tensor | None, is_causal: bool, dropout_p: float):
+    """softmax(q k^T / sqrt(hd), causal), dropout on the weights, times v: SDPA spelled out."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # [B, H, T, offset+T]
+    if is_causal:
+        mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = F.dropout(torch.softmax(scores, dim=-1), dropout_p, training=dropout_p > 0.0)
+    return weights @ v
 
 
 def sdpa_causal_mask(

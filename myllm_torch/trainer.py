@@ -12,7 +12,7 @@ import torch
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
-from myllm_torch.device import describe_device, resolve_device
+from myllm_torch.device import describe_device, resolve_device, set_matmul_precision
 from myllm_torch.distributed import (
     all_reduce_max,
     all_reduce_sum,
@@ -32,6 +32,7 @@ class Trainer:
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
         self.train_config = train_config
+        self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
         torch.manual_seed(train_config.seed)
@@ -49,6 +50,7 @@ class Trainer:
         )
         # Eager PyTorch, the reference, whatever `compile` asks: torch.compile is not used here.
         self.compiled = False
+        self.shares: dict[tuple[int, int], torch.Tensor] = {}  # see batch_share
         split_random_stream(self.rank)
 
     def describe_device(self) -> str:
@@ -58,7 +60,16 @@ class Trainer:
         return {"torch": torch.__version__}
 
     def to_device(self, batch: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(batch).to(self.device, dtype=torch.long, non_blocking=True)
+        """Token ids as int64 on the device.
+
+        Non-blocking only from pinned memory to CUDA (the caching host allocator keeps the pinned
+        block until the copy is done). A non-blocking copy to MPS from a temporary, such as this
+        int64 cast, can be read after the temporary is freed: silently wrong ids.
+        """
+        ids = torch.from_numpy(batch).to(torch.long)
+        if self.device.type == "cuda":
+            return ids.pin_memory().to(self.device, non_blocking=True)
+        return ids.to(self.device)
 
     def step(self, x: torch.Tensor, y: torch.Tensor, share: torch.Tensor | None):
         loss = loss_fn(self.parallel_model, x, y)
@@ -74,20 +85,35 @@ class Trainer:
         self.optimizer.step()
         return loss.detach(), grad_norm
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float):
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
         """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync.
 
-        Data parallel: x, y are this rank's shard; the loss returned is the global batch's mean.
+        Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows
+        (None: the ranks sum their shard sizes, an all-reduce); the loss returned is the global
+        batch's mean.
         """
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         share = None
         if self.world_size > 1:
-            share = batch_share(len(x), self.device)
+            share = self.batch_share(len(x), batch_rows)
             if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
                 x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
         return self.step(self.to_device(x), self.to_device(y), share)
+
+    def batch_share(self, shard_rows: int, batch_rows: int | None) -> torch.Tensor:
+        """This rank's share of the global batch, made once per (shard, batch) size.
+
+        Made per step it would cost a host-to-device copy (which waits for a GPU's queue) and an
+        all-reduce; the loop knows the global batch size, so neither is needed after the first.
+        """
+        if batch_rows is None:
+            return batch_share(shard_rows, None, self.device)
+        key = (shard_rows, batch_rows)
+        if key not in self.shares:
+            self.shares[key] = batch_share(shard_rows, batch_rows, self.device)
+        return self.shares[key]
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats (the one host sync, at logging time)."""
@@ -137,8 +163,8 @@ class Trainer:
                 exp_avg_sq={n: s["exp_avg_sq"].cpu().numpy().copy() for n, s in states.items()},
             )
         rng = {"torch": torch.get_rng_state().numpy().copy()}
-        if self.device.type == "cuda":  # dropout on the GPU draws from the device's generator
-            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device).numpy().copy()
+        if self.device.type in DEVICE_GENERATORS:  # dropout on a GPU draws from its generator
+            rng[f"torch_{self.device.type}"] = device_rng_state(self.device).numpy().copy()
         return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
@@ -159,7 +185,21 @@ class Trainer:
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
         if "torch" in checkpoint.rng:
             torch.set_rng_state(torch.from_numpy(checkpoint.rng["torch"].copy()))
-            if "torch_cuda" in checkpoint.rng and self.device.type == "cuda":
-                cuda_state = torch.from_numpy(checkpoint.rng["torch_cuda"].copy())
-                torch.cuda.set_rng_state(cuda_state, self.device)
+            device_state = checkpoint.rng.get(f"torch_{self.device.type}")
+            if device_state is not None and self.device.type in DEVICE_GENERATORS:
+                set_device_rng_state(self.device, torch.from_numpy(device_state.copy()))
             split_random_stream(self.rank)
+
+
+# The accelerators whose dropout draws from a generator of their own, saved as rng["torch_<type>"].
+DEVICE_GENERATORS = ("cuda", "mps")
+
+
+def device_rng_state(device: torch.device) -> torch.Tensor:
+    """The state of `device`'s own generator (torch.cuda / torch.mps .get_rng_state)."""
+    return getattr(torch, device.type).get_rng_state(device)
+
+
+def set_device_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    """Restore `device`'s own generator from a state saved by device_rng_state."""
+    getattr(torch, device.type).set_rng_state(state, device)

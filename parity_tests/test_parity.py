@@ -4,15 +4,18 @@ Tolerances (all float32): logits max |diff| <= 1e-4; gradients relative (Frobeni
 parameter; 50 AdamW steps: per-step losses within 1e-3 and final weights max |diff| <= 1e-3;
 greedy generation of 200 characters identical; cross-backend resume within 1e-3 of an
 uninterrupted run on one backend.
+
+On CPU by default; MYLLM_TEST_DEVICE=gpu runs them on the GPU (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
+
+import os
 
 import mlx.core as mx
 import mlx.nn as mnn
 import numpy as np
 import pytest
-import torch
 from mlx.utils import tree_flatten
 
 from myllm.backends import load_backend
@@ -27,7 +30,8 @@ from tests.helpers import logits_of, sample_text
 
 TORCH, MLX = load_backend("torch"), load_backend("mlx")
 CONFIG = ModelConfig(vocab_size=65, d_model=64, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
-TRAIN = TrainConfig(batch_size=8, block_size=32, lr=1e-3, seed=11, device="cpu")
+DEVICE = os.environ.get("MYLLM_TEST_DEVICE", "cpu")
+TRAIN = TrainConfig(batch_size=8, block_size=32, lr=1e-3, seed=11, device=DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -69,10 +73,10 @@ def test_logits_agree(tokens, parity_report):
 def test_gradients_agree(tokens, parity_report):
     torch_trainer, mlx_trainer = make_trainers()
     x, y = BatchSampler(tokens, 32, 8, seed=0).batch(0)
-    loss = torch_loss_fn(torch_trainer.model.train(), torch.from_numpy(x).long(),
-                         torch.from_numpy(y).long())  # fmt: skip
+    loss = torch_loss_fn(torch_trainer.model.train(), torch_trainer.to_device(x),
+                         torch_trainer.to_device(y))  # fmt: skip
     loss.backward()
-    torch_grads = {n: p.grad.numpy() for n, p in torch_trainer.model.named_parameters()}
+    torch_grads = {n: p.grad.cpu().numpy() for n, p in torch_trainer.model.named_parameters()}
     mlx_trainer.model.train()
     _, grads = mnn.value_and_grad(mlx_trainer.model, mlx_loss_fn)(
         mlx_trainer.model, mx.array(x), mx.array(y)

@@ -63,8 +63,9 @@ def logits_of(backend, model, ids: np.ndarray) -> np.ndarray:
         import torch
 
         model.eval()
+        device = next(model.parameters()).device
         with torch.no_grad():
-            return model(torch.from_numpy(ids.astype(np.int64))).numpy()
+            return model(torch.from_numpy(ids.astype(np.int64)).to(device)).cpu().numpy()
     import mlx.core as mx
 
     model.eval()
@@ -84,8 +85,8 @@ def signal_at_step(monkeypatch, trainer_class, call: int, signum: int) -> None:
     original = trainer_class.train_step
     calls = itertools.count(1)
 
-    def train_step(self, x, y, lr):
-        result = original(self, x, y, lr)
+    def train_step(self, x, y, lr, **kwargs):
+        result = original(self, x, y, lr, **kwargs)
         if next(calls) == call:
             os.kill(os.getpid(), signum)
         return result

@@ -28,12 +28,12 @@ def poison_step(monkeypatch, trainer_class, call: int, how: str) -> None:
     original = trainer_class.train_step
     calls = itertools.count(1)
 
-    def train_step(self, x, y, lr):
+    def train_step(self, x, y, lr, **kwargs):
         if next(calls) != call:
-            return original(self, x, y, lr)
+            return original(self, x, y, lr, **kwargs)
         if how == "nan-lr":
-            return original(self, x, y, float("nan"))
-        loss, grad_norm = original(self, x, y, lr)
+            return original(self, x, y, float("nan"), **kwargs)
+        loss, grad_norm = original(self, x, y, lr, **kwargs)
         return loss * float("nan"), grad_norm
 
     monkeypatch.setattr(trainer_class, "train_step", train_step)

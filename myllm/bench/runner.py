@@ -195,6 +195,7 @@ class BackendBench:
             "versions": self.trainer.versions(),
             "blas": self.ops.blas(),
             "dtype": DTYPE,
+            "matmul_precision": self.trainer.matmul_precision,
             "compiled": self.trainer.compiled,
             "memory_source": self.ops.memory_source(),
             "rss_source": rss_source(self.ops.rss_resettable),
