@@ -7,6 +7,7 @@ then reading one format and writing the other: a change of container, never a re
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from myllm.atomic import atomic_write
+from myllm.checksums import tensor_checksums, verify_checksums
 from myllm.config import ModelConfig
 from myllm.errors import UserError
 
@@ -75,6 +77,10 @@ class TrainingState:
     epoch: int = 0
     loss: float | None = None
     best_val_loss: float | None = None
+    # A signal stopped the run before the evaluation due at `step` finished: a resumed run does it
+    # first, reporting `last_train_loss` (the mean train loss of the log window before it).
+    evaluation_pending: bool = False
+    last_train_loss: float | None = None
 
 
 @dataclass
@@ -87,6 +93,9 @@ class Checkpoint:
     train_config: dict[str, Any] | None = None
     optimizer: OptimizerState | None = None
     rng: dict[str, np.ndarray] = field(default_factory=dict)  # backend name -> its RNG state
+    # Tensor name -> checksum, as read from the file (None: written before checksums existed).
+    # write_checkpoint computes them afresh; read_checkpoint verifies them.
+    checksums: dict[str, str] | None = None
 
 
 def checkpoint_format(path: Path) -> str:
@@ -108,6 +117,8 @@ def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """
     path = Path(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
+    checksums = tensor_checksums(checkpoint_tensors(checkpoint))
+    checkpoint = dataclasses.replace(checkpoint, checksums=checksums)
     serialize = _torch_bytes if checkpoint_format(path) == "torch" else _safetensors_bytes
     atomic_write(path, lambda temp: temp.write_bytes(serialize(checkpoint)))
 
@@ -117,11 +128,27 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     fmt = checkpoint_format(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: pass an existing --checkpoint file")
+        raise UserError(
+            f"checkpoint {path} not found: pass the path of an existing checkpoint file"
+        )
     checkpoint = _read_torch(path) if fmt == "torch" else _read_safetensors(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
     validate_extras(checkpoint, path)
+    verify_checksums(checkpoint_tensors(checkpoint), checkpoint.checksums, path)
     return checkpoint
+
+
+def checkpoint_tensors(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+    """Every array of `checkpoint` under its safetensors name, the key of its checksum."""
+    tensors = dict(checkpoint.weights)
+    if checkpoint.optimizer is not None:
+        for name, array in checkpoint.optimizer.exp_avg.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg.{name}"] = array
+        for name, array in checkpoint.optimizer.exp_avg_sq.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg_sq.{name}"] = array
+    for backend, state in checkpoint.rng.items():
+        tensors[RNG_PREFIX + backend] = state
+    return tensors
 
 
 def validate_weights(weights: dict[str, np.ndarray], config: ModelConfig, path: Path) -> None:
@@ -166,10 +193,9 @@ def _training_state(values: Any) -> TrainingState:
     """TrainingState from stored metadata; TypeError when fields are unknown or mistyped."""
     state = TrainingState(**values)
     counters_ok = all(isinstance(v, int) for v in (state.step, state.epoch))
-    losses_ok = all(
-        v is None or isinstance(v, (int, float)) for v in (state.loss, state.best_val_loss)
-    )
-    if not (counters_ok and losses_ok):
+    losses = (state.loss, state.best_val_loss, state.last_train_loss)
+    losses_ok = all(v is None or isinstance(v, (int, float)) for v in losses)
+    if not (counters_ok and losses_ok and isinstance(state.evaluation_pending, bool)):
         raise TypeError(f"training state {values} has values of the wrong type")
     return state
 
@@ -204,6 +230,7 @@ def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
         "train_config": checkpoint.train_config,
         "training": vars(checkpoint.training),
         "optimizer": optimizer_meta,
+        "checksums": checkpoint.checksums,
     }
     tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     return save(tensors, metadata={"myllm": json.dumps(meta)})
@@ -251,6 +278,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
         train_config=meta.get("train_config"),
         optimizer=optimizer,
         rng=rng,
+        checksums=meta.get("checksums"),
     )
 
 
@@ -293,6 +321,7 @@ def _torch_bytes(checkpoint: Checkpoint) -> bytes:
             "optimizer_step": None if checkpoint.optimizer is None else checkpoint.optimizer.step,
             "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
         },
+        "myllm_checksums": checkpoint.checksums,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -367,6 +396,7 @@ def _read_torch(path: Path) -> Checkpoint:
     checkpoint = Checkpoint(
         model_config, weights, training, extra.get("train_config"), optimizer, rng
     )
+    checkpoint.checksums = payload.get("myllm_checksums")
     if optimizer is not None:
         validate_weights(optimizer.exp_avg, model_config, path)
         validate_weights(optimizer.exp_avg_sq, model_config, path)

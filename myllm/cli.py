@@ -106,6 +106,24 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="replace the run already in --checkpoint-dir (else it is refused)"),
+    ] = False,
+    save_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--save-interval", "--save_interval", help="save checkpoint_last every N steps"
+        ),
+    ] = None,
+    save_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--save-minutes",
+            "--save_minutes",
+            help=f"save checkpoint_last every M minutes, 0 = off {_default('save_minutes')}",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.checkpoint import read_checkpoint
@@ -117,7 +135,8 @@ def train(
         "batch_size": batch_size, "block_size": block_size, "lr": lr, "val_split": val_split,
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
-        "beta2": beta2, "weight_decay": weight_decay,
+        "beta2": beta2, "weight_decay": weight_decay, "save_interval": save_interval,
+        "save_minutes": save_minutes,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
@@ -128,7 +147,7 @@ def train(
         stored = read_checkpoint(resume).train_config or {}
         given.setdefault("checkpoint_dir", str(resume.parent))
     train_config = TrainConfig.from_dict({**stored, **given})
-    result = run_training(backend, train_config, model_settings, resume)
+    result = run_training(backend, train_config, model_settings, resume, overwrite=overwrite)
     raise typer.Exit(result.exit_code)
 
 
@@ -162,12 +181,14 @@ def generate(
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import backend_for_checkpoint, load_backend
     from myllm.checkpoint import read_checkpoint
+    from myllm.config import check_seed
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.sampling import SamplingSettings
     from myllm.tokenizer import CharTokenizer
     from myllm.training import check_tokenizer_matches
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
+    check_seed(seed)
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
@@ -204,14 +225,30 @@ def convert(
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
         raise UserError(f"source and destination are the same file {source}: pick another DST")
-    write_checkpoint(destination, read_checkpoint(source))
     tokenizer_source = source.parent / "tokenizer.json"
     tokenizer_destination = destination.parent / "tokenizer.json"
+    copy_tokenizer = tokenizer_source.is_file() and not tokenizer_destination.exists()
+    if tokenizer_source.is_file() and tokenizer_destination.exists():
+        check_same_tokenizer(tokenizer_source, tokenizer_destination)
+    write_checkpoint(destination, read_checkpoint(source))
     copied = ""
-    if tokenizer_source.is_file() and not tokenizer_destination.exists():
+    if copy_tokenizer:
         shutil.copyfile(tokenizer_source, tokenizer_destination)
         copied = f" and {tokenizer_destination}"
     err_console.print(f"Wrote {destination}{copied}.")
+
+
+def check_same_tokenizer(source: Path, destination: Path) -> None:
+    """convert beside another run's tokenizer.json: only when it is the same vocabulary."""
+    from myllm.tokenizer import CharTokenizer
+
+    if source.resolve() == destination.resolve():
+        return
+    if CharTokenizer.load(source).chars != CharTokenizer.load(destination).chars:
+        raise UserError(
+            f"{destination} holds another vocabulary than {source}: the converted checkpoint "
+            "would decode through the wrong tokenizer; convert into another folder"
+        )
 
 
 # --- data ---
