@@ -9,6 +9,7 @@ never a renaming guess. See docs/architecture.md, "Checkpoints".
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from myllm.atomic import atomic_write
 from myllm.backends import load_backend, native_backend
+from myllm.checksums import tensor_checksums, verify_checksums
 from myllm.config import ModelConfig
 from myllm.contract import CheckpointFormat
 from myllm.errors import UserError
@@ -77,6 +79,10 @@ class TrainingState:
     epoch: int = 0
     loss: float | None = None
     best_val_loss: float | None = None
+    # A signal stopped the run before the evaluation due at `step` finished: a resumed run does it
+    # first, reporting `last_train_loss` (the mean train loss of the log window before it).
+    evaluation_pending: bool = False
+    last_train_loss: float | None = None
 
 
 @dataclass
@@ -89,6 +95,9 @@ class Checkpoint:
     train_config: dict[str, Any] | None = None
     optimizer: OptimizerState | None = None
     rng: dict[str, np.ndarray] = field(default_factory=dict)  # backend name -> its RNG state
+    # Tensor name -> checksum, as read from the file (None: written before checksums existed).
+    # write_checkpoint computes them afresh; read_checkpoint verifies them.
+    checksums: dict[str, str] | None = None
 
 
 def checkpoint_format(path: Path) -> CheckpointFormat:
@@ -110,6 +119,8 @@ def write_checkpoint(path: str | Path, checkpoint: Checkpoint) -> None:
     """
     path = Path(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
+    checksums = tensor_checksums(checkpoint_tensors(checkpoint))
+    checkpoint = dataclasses.replace(checkpoint, checksums=checksums)
     serialize = checkpoint_format(path).to_bytes
     atomic_write(path, lambda temp: temp.write_bytes(serialize(checkpoint)))
 
@@ -119,11 +130,27 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     fmt = checkpoint_format(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found: pass an existing --checkpoint file")
+        raise UserError(
+            f"checkpoint {path} not found: pass the path of an existing checkpoint file"
+        )
     checkpoint = fmt.read(path)
     validate_weights(checkpoint.weights, checkpoint.model_config, path)
     validate_extras(checkpoint, path)
+    verify_checksums(checkpoint_tensors(checkpoint), checkpoint.checksums, path)
     return checkpoint
+
+
+def checkpoint_tensors(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
+    """Every array of `checkpoint` under its safetensors name, the key of its checksum."""
+    tensors = dict(checkpoint.weights)
+    if checkpoint.optimizer is not None:
+        for name, array in checkpoint.optimizer.exp_avg.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg.{name}"] = array
+        for name, array in checkpoint.optimizer.exp_avg_sq.items():
+            tensors[f"{OPTIMIZER_PREFIX}exp_avg_sq.{name}"] = array
+    for backend, state in checkpoint.rng.items():
+        tensors[RNG_PREFIX + backend] = state
+    return tensors
 
 
 def validate_weights(weights: dict[str, np.ndarray], config: ModelConfig, path: Path) -> None:
@@ -168,10 +195,9 @@ def stored_training_state(values: Any) -> TrainingState:
     """TrainingState from stored metadata; TypeError when fields are unknown or mistyped."""
     state = TrainingState(**values)
     counters_ok = all(isinstance(v, int) for v in (state.step, state.epoch))
-    losses_ok = all(
-        v is None or isinstance(v, (int, float)) for v in (state.loss, state.best_val_loss)
-    )
-    if not (counters_ok and losses_ok):
+    losses = (state.loss, state.best_val_loss, state.last_train_loss)
+    losses_ok = all(v is None or isinstance(v, (int, float)) for v in losses)
+    if not (counters_ok and losses_ok and isinstance(state.evaluation_pending, bool)):
         raise TypeError(f"training state {values} has values of the wrong type")
     return state
 
@@ -206,6 +232,7 @@ def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
         "train_config": checkpoint.train_config,
         "training": vars(checkpoint.training),
         "optimizer": optimizer_meta,
+        "checksums": checkpoint.checksums,
     }
     tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     return save(tensors, metadata={"myllm": json.dumps(meta)})
@@ -253,6 +280,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
         train_config=meta.get("train_config"),
         optimizer=optimizer,
         rng=rng,
+        checksums=meta.get("checksums"),
     )
 
 

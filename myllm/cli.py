@@ -114,6 +114,24 @@ def train(
             help="float32 matmuls in TF32 on GPUs that have it (default: off, float32)",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="replace the run already in --checkpoint-dir (else it is refused)"),
+    ] = False,
+    save_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--save-interval", "--save_interval", help="save checkpoint_last every N steps"
+        ),
+    ] = None,
+    save_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--save-minutes",
+            "--save_minutes",
+            help=f"save checkpoint_last every M minutes, 0 = off {_default('save_minutes')}",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.config import ModelSettings, TrainConfig
@@ -126,14 +144,15 @@ def train(
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
         "beta2": beta2, "weight_decay": weight_decay, "tf32": tf32,
+        "save_interval": save_interval, "save_minutes": save_minutes,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_settings = ModelSettings(d_model, n_heads, n_layers, dropout)
     if resume is None:
-        result = run_training(backend, TrainConfig(**given), model_settings)
+        train_config, resume_point = TrainConfig(**given), None
     else:
         resume_point, train_config = read_resume(resume, given)
-        result = run_training(backend, train_config, model_settings, resume_point)
+    result = run_training(backend, train_config, model_settings, resume_point, overwrite=overwrite)
     raise typer.Exit(result.exit_code)
 
 
@@ -167,12 +186,14 @@ def generate(
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import load_backend, native_backend
     from myllm.checkpoint import read_checkpoint
+    from myllm.config import check_seed
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.resume import check_tokenizer_matches
     from myllm.sampling import SamplingSettings
     from myllm.tokenizer import CharTokenizer
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
+    check_seed(seed)
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
@@ -208,14 +229,30 @@ def convert(
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
         raise UserError(f"source and destination are the same file {source}: pick another DST")
-    write_checkpoint(destination, read_checkpoint(source))
     tokenizer_source = source.parent / "tokenizer.json"
     tokenizer_destination = destination.parent / "tokenizer.json"
+    copy_tokenizer = tokenizer_source.is_file() and not tokenizer_destination.exists()
+    if tokenizer_source.is_file() and tokenizer_destination.exists():
+        check_same_tokenizer(tokenizer_source, tokenizer_destination)
+    write_checkpoint(destination, read_checkpoint(source))
     copied = ""
-    if tokenizer_source.is_file() and not tokenizer_destination.exists():
+    if copy_tokenizer:
         shutil.copyfile(tokenizer_source, tokenizer_destination)
         copied = f" and {tokenizer_destination}"
     err_console.print(f"Wrote {destination}{copied}.")
+
+
+def check_same_tokenizer(source: Path, destination: Path) -> None:
+    """convert beside another run's tokenizer.json: only when it is the same vocabulary."""
+    from myllm.tokenizer import CharTokenizer
+
+    if source.resolve() == destination.resolve():
+        return
+    if CharTokenizer.load(source).chars != CharTokenizer.load(destination).chars:
+        raise UserError(
+            f"{destination} holds another vocabulary than {source}: the converted checkpoint "
+            "would decode through the wrong tokenizer; convert into another folder"
+        )
 
 
 # --- data ---

@@ -7,6 +7,7 @@ benchmark and the tests read them from here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,7 @@ class ModelConfig:
                 f"choose --n-heads among the divisors of {self.d_model}, e.g. "
                 f"{_divisor_hint(self.d_model)}"
             )
-        if not 0.0 <= self.dropout < 1.0:
+        if not 0.0 <= self.dropout < 1.0:  # also refuses nan: every comparison with it is False
             raise UserError(f"dropout {self.dropout} is outside [0, 1): use e.g. --dropout 0.1")
 
     @property
@@ -89,6 +90,8 @@ class TrainConfig:
     eval_interval: int | None = None
     eval_iters: int | None = None
     log_interval: int = 10
+    save_interval: int | None = None
+    save_minutes: float = 10.0
     sample_every_epochs: int = 5
     device: str = "auto"
     # float32 matmuls in TF32 on GPUs that have it (CUDA; MLX's NAX kernels on the newest Apple
@@ -105,6 +108,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None:
                 _require_positive(name, value)
+        for name in ("lr", "weight_decay", "beta2", "val_split"):
+            _require_finite(name, getattr(self, name))
         if self.lr <= 0:
             raise UserError(f"lr {self.lr} must be positive: use e.g. --lr 3e-4")
         if self.warmup_steps < 0:
@@ -117,6 +122,15 @@ class TrainConfig:
             raise UserError(f"beta2 {self.beta2} is outside [0, 1): use e.g. --beta2 0.95")
         if self.weight_decay < 0:
             raise UserError(f"weight_decay {self.weight_decay} is negative: use 0 or more")
+        check_seed(self.seed)
+        if self.save_interval is not None:
+            _require_positive("save_interval", self.save_interval)
+        _require_finite("save_minutes", self.save_minutes)
+        if self.save_minutes < 0:
+            raise UserError(
+                f"save_minutes {self.save_minutes} is negative: use 0 (off) or more, "
+                "e.g. --save-minutes 10"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -156,10 +170,30 @@ def model_defaults() -> dict[str, Any]:
 MACHINE_SETTINGS = ("device",)
 
 
+# Fields whose command-line flag is not their name with dashes.
+FLAG_NAMES = {"max_seq_len": "--block-size"}
+SEED_LIMIT = 2**63  # numpy, torch and MLX all take seeds in [0, 2**63)
+
+
+def flag_name(name: str) -> str:
+    """The command-line flag that sets the field `name`, e.g. max_seq_len -> --block-size."""
+    return FLAG_NAMES.get(name, "--" + name.replace("_", "-"))
+
+
+def check_seed(seed: int | None) -> None:
+    """A seed every backend accepts: an integer in [0, 2**63), else a UserError naming --seed."""
+    if seed is not None and not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
+        raise UserError(f"--seed {seed} is outside [0, 2**63): use e.g. --seed 1337")
+
+
 def _require_positive(name: str, value: int) -> None:
     if not isinstance(value, int) or value <= 0:
-        flag = "--" + name.replace("_", "-")
-        raise UserError(f"{name} must be a positive integer, got {value!r}: fix {flag}")
+        raise UserError(f"{name} must be a positive integer, got {value!r}: fix {flag_name(name)}")
+
+
+def _require_finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise UserError(f"{name} {value!r} is not a finite number: fix {flag_name(name)}")
 
 
 def _divisor_hint(number: int) -> str:

@@ -21,14 +21,26 @@ from myllm.tokenizer import CharTokenizer
 def read_text(path: str | Path) -> str:
     """The UTF-8 text of `path`, or a UserError saying what is wrong with the file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"data file {path} not found: pass --data PATH or run `myllm data fetch`")
+    if path.is_dir():
+        raise UserError(f"data file {path} is a directory: pass --data PATH of a text file")
+    if not path.is_file():
+        raise UserError(
+            f"data file {path} is not a regular file (a pipe, device or socket): "
+            "pass --data PATH of a text file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise UserError(
             f"data file {path} is not UTF-8 text (byte {error.start}): convert it, "
             "e.g. `iconv -f latin1 -t utf-8`"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"data file {path} could not be read ({error.strerror or error}): "
+            "pass --data PATH of a readable text file"
         ) from None
     if not text:
         raise UserError(f"data file {path} is empty: pass a text file with content")
@@ -53,6 +65,14 @@ def prepare_corpus(
             f"the text has {len(text)} characters, fewer than block_size + 1 = {block_size + 1}: "
             "use a longer text or a smaller --block-size"
         )
+    if tokenizer is not None:  # a resumed run's vocabulary: the text must not go beyond it
+        unknown = tokenizer.unknown_characters(text)
+        if unknown:
+            shown = " ".join(repr(ch) for ch in unknown[:20])
+            raise UserError(
+                f"the text has {len(unknown)} character(s) not in the resumed run's vocabulary: "
+                f"{shown}; resume with the --data the run was trained on"
+            )
     tokenizer = tokenizer or CharTokenizer.build_vocab(text)
     tokens = tokenizer.encode_array(text)
     split = int(len(tokens) * (1 - val_split))

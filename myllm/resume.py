@@ -44,7 +44,9 @@ def resumed_train_config(stored: dict[str, Any], given: dict[str, Any]) -> Train
 
 def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> CharTokenizer:
     """The tokenizer.json beside the checkpoint, checked against the model's vocabulary."""
-    tokenizer = CharTokenizer.load(resume.parent / "tokenizer.json")
+    tokenizer = CharTokenizer.load(
+        resume.parent / "tokenizer.json", fix="put the run's tokenizer.json beside the checkpoint"
+    )
     check_tokenizer_matches(tokenizer, checkpoint.model_config, resume)
     return tokenizer
 

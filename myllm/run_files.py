@@ -65,6 +65,27 @@ class RunFiles:
         }
         atomic_write_text(self.run_info, json.dumps(info, indent=2, sort_keys=True))
 
+    def add_resume_to_run_info(self, info: dict[str, Any]) -> None:
+        """A run resumed in place keeps its run.json and appends this start to its "resumes" list.
+
+        Without a readable run.json (e.g. a run resumed into a new directory), it is written anew.
+        """
+        try:
+            existing = json.loads(self.run_info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            existing = None
+        if not isinstance(existing, dict):
+            self.write_run_info(info)
+            return
+        resume = {
+            **info,
+            "command": " ".join(sys.argv),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        resumes = existing.get("resumes")
+        existing["resumes"] = [*(resumes if isinstance(resumes, list) else []), resume]
+        atomic_write_text(self.run_info, json.dumps(existing, indent=2, sort_keys=True))
+
 
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl, flushed and fsynced per record.

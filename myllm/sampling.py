@@ -7,6 +7,7 @@ the same way.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +28,10 @@ class SamplingSettings:
         self.validate()
 
     def validate(self) -> None:
+        if not math.isfinite(self.temperature):
+            raise UserError(
+                f"temperature {self.temperature} is not a finite number: use 0 (greedy) or more"
+            )
         if self.temperature < 0:
             raise UserError(f"temperature {self.temperature} is negative: use 0 (greedy) or more")
         if self.top_k < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +74,55 @@ class CharTokenizer:
         atomic_write_text(Path(path), self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> CharTokenizer:
+    def load(
+        cls, path: str | Path, fix: str = "pass --tokenizer PATH/tokenizer.json"
+    ) -> CharTokenizer:
+        """Read and check a tokenizer.json; `fix` says how to fix a missing one in this command."""
         path = Path(path)
         if not path.is_file():
-            raise UserError(
-                f"tokenizer file {path} not found: pass --tokenizer PATH/tokenizer.json"
-            )
+            raise UserError(f"tokenizer file {path} not found: {fix}")
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            chars = payload["chars"]
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, OSError) as error:
             raise UserError(
                 f"tokenizer file {path} is not a myllm tokenizer.json ({error}): "
                 "use the tokenizer.json written beside the checkpoint"
             ) from None
-        return cls(chars)
+        return cls(tokenizer_chars(payload, path))
+
+
+def tokenizer_chars(payload: object, path: Path) -> list[str]:
+    """The vocabulary of a parsed tokenizer.json, checked whole, or a UserError naming the problem.
+
+    Checked: the format tag, a list of single characters without repeats, and a vocab_size that
+    equals its length.
+    """
+    problem = tokenizer_problem(payload)
+    if problem is not None:
+        raise UserError(
+            f"tokenizer file {path} is not a valid myllm tokenizer.json ({problem}): "
+            "use the tokenizer.json written beside the checkpoint"
+        )
+    assert isinstance(payload, dict)
+    return list(payload["chars"])
+
+
+def tokenizer_problem(payload: object) -> str | None:
+    """What is wrong with a parsed tokenizer.json, or None when nothing is."""
+    if not isinstance(payload, dict):
+        return f"a JSON {type(payload).__name__}, not an object"
+    if payload.get("format") != FORMAT:
+        return f"format {payload.get('format')!r}, expected {FORMAT!r}"
+    chars = payload.get("chars")
+    if not isinstance(chars, list) or not chars:
+        return "no list of characters under 'chars'"
+    for index, entry in enumerate(chars):
+        if not isinstance(entry, str) or len(entry) != 1:
+            return f"entry {index} is {entry!r}, not one character"
+    repeated = sorted(ch for ch, count in Counter(chars).items() if count > 1)
+    if repeated:
+        return f"repeated characters {' '.join(repr(ch) for ch in repeated[:5])}"
+    vocab_size = payload.get("vocab_size")
+    if vocab_size != len(chars) or isinstance(vocab_size, bool):
+        return f"vocab_size {vocab_size!r} but {len(chars)} characters"
+    return None

@@ -8,24 +8,36 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from myllm.backends import load_backend
+from myllm.backends import CHECKPOINT_SUFFIXES, backend_names, is_installed, load_backend
 from myllm.checkpoint import TrainingState, write_checkpoint
 from myllm.config import TRAINING_SAMPLE, ModelConfig, ModelSettings, TrainConfig
 from myllm.data import BatchSampler, prepare_corpus, read_text, validation_batches
 from myllm.errors import UserError
 from myllm.generation import generate_tokens
 from myllm.interrupts import GracefulStop
+from myllm.memory_estimate import check_step_fits, physical_memory
 from myllm.resume import Resume, check_resume_matches, load_resume_tokenizer
+from myllm.run_directory import (
+    RunLock,
+    check_new_run_directory,
+    holds_run,
+    remove_run_files,
+)
 from myllm.run_files import MetricsLog, RunFiles
 from myllm.schedule import CosineSchedule
+
+T = TypeVar("T")
+# Each backend's checkpoint extension, known before the backend (and its framework) is imported.
+SUFFIX_OF_BACKEND = {backend: suffix for suffix, backend in CHECKPOINT_SUFFIXES.items()}
 
 
 @dataclass
@@ -46,13 +58,22 @@ def run_training(
     model_settings: ModelSettings,
     resume: Resume | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train `backend_name` as `train_config` says, from scratch or from the checkpoint `resume`.
 
     `resume` and the config come from myllm.resume.read_resume, which reads the checkpoint once.
+    Everything the user gave is checked before the framework is imported or memory allocated:
+    the model flags, the run directory, the checkpoint, the data and the memory a step needs.
     """
     console = console or Console(stderr=True, soft_wrap=True)
-    backend = load_backend(backend_name)
+    if backend_name not in backend_names() or not is_installed(backend_name):
+        load_backend(backend_name)  # raises the error naming the backends or the install
+    ModelConfig(vocab_size=1, max_seq_len=train_config.block_size, **model_settings.given())
+    continues_in_place = continues_run_in_place(resume, train_config)
+    suffix = SUFFIX_OF_BACKEND[backend_name]
+    if not continues_in_place:
+        check_new_run_directory(Path(train_config.checkpoint_dir), suffix, overwrite)
     checkpoint = resume.checkpoint if resume else None
     tokenizer = load_resume_tokenizer(resume.path, checkpoint) if resume else None
     text = read_text(resolve_data_path(train_config, console))
@@ -66,21 +87,60 @@ def run_training(
             max_seq_len=train_config.block_size,
             **model_settings.given(),
         )
+    check_step_fits(
+        model_config, train_config.batch_size, train_config.block_size, memory_limit(train_config)
+    )
+    backend = load_backend(backend_name)
     trainer = backend.Trainer(model_config, train_config)
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
-    run = TrainingRun(backend_name, backend.checkpoint_suffix, trainer, train_config, corpus)
+    run = TrainingRun(
+        backend_name,
+        backend.checkpoint_suffix,
+        trainer,
+        train_config,
+        corpus,
+        overwrite=overwrite and not continues_in_place,
+        continues_in_place=continues_in_place,
+    )
     state = checkpoint.training if checkpoint else TrainingState()
     return run.run(state, console, resume.path if resume else None)
+
+
+def continues_run_in_place(resume: Resume | None, config: TrainConfig) -> bool:
+    """True when a resumed run writes into the directory of the checkpoint it resumes."""
+    if resume is None:
+        return False
+    return Path(config.checkpoint_dir).resolve() == resume.path.parent.resolve()
+
+
+def memory_limit(config: TrainConfig) -> int | None:
+    """The memory a training step may use: the machine's RAM, where the step runs in it.
+
+    On a CUDA device the step lives in the GPU's memory, which the core cannot see without the
+    framework: not checked. Elsewhere (CPU, or Apple's unified memory) it is the RAM.
+    """
+    if config.device.lower().startswith("cuda"):
+        return None
+    return physical_memory()
 
 
 def resolve_data_path(config: TrainConfig, console: Console) -> Path:
     """The data file; the default data/input.txt is fetched (Tiny Shakespeare) on first use."""
     path = Path(config.data)
     if not path.exists() and config.data == TrainConfig.data:
-        from myllm.corpora import ensure_default_corpus
+        from myllm.corpora import MIRROR_ENV, ensure_default_corpus
 
-        if ensure_default_corpus(path):
+        try:
+            fetched = ensure_default_corpus(path)
+        except UserError as error:  # its fix names `myllm data fetch`'s flags, not train's
+            reason = str(error).split(": pass")[0]
+            raise UserError(
+                f"the default training text {path} is missing and could not be fetched "
+                f"({reason}): pass --data PATH, or set {MIRROR_ENV} to a folder holding the "
+                "corpus, or run `myllm data fetch`"
+            ) from None
+        if fetched:
             console.print(f"Fetched Tiny Shakespeare to {path} (the default training text).")
     return path
 
@@ -88,8 +148,21 @@ def resolve_data_path(config: TrainConfig, console: Console) -> Path:
 class TrainingRun:
     """One run of the loop: owns the sampler, the schedule and the run directory's files."""
 
-    def __init__(self, backend_name, suffix, trainer, config: TrainConfig, corpus) -> None:
+    def __init__(
+        self,
+        backend_name,
+        suffix,
+        trainer,
+        config: TrainConfig,
+        corpus,
+        overwrite: bool = False,
+        continues_in_place: bool = False,
+    ) -> None:
         self.backend_name = backend_name
+        self.overwrite = overwrite  # a new run replaces the run in its directory
+        self.continues_in_place = continues_in_place  # a resumed run writes where it was
+        self.stop = GracefulStop()  # replaced by the one in force while the loop runs
+        self.last_save_time = time.monotonic()
         self.trainer = trainer
         self.config = config
         self.corpus = corpus
@@ -114,6 +187,38 @@ class TrainingRun:
     # --- the loop ---
 
     def run(self, state: TrainingState, console: Console, resume: Path | None) -> TrainResult:
+        """Train while holding the run directory's lock (rank 0 holds it for all ranks)."""
+        lock = self.claim_directory()
+        try:
+            return self.train(state, console, resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def claim_directory(self) -> RunLock | None:
+        """Rank 0 locks the run directory and checks it again under the lock; all ranks agree.
+
+        The check before the lock ran before the data and the model were ready; another run may
+        have written the directory since.
+        """
+        lock, problem = None, None
+        if self.is_main:
+            lock = RunLock(self.files.directory)
+            try:
+                lock.acquire()
+                if not self.continues_in_place:
+                    check_new_run_directory(self.files.directory, self.files.suffix, self.overwrite)
+            except UserError as error:
+                lock.release()
+                problem = error
+        if self.trainer.max_over_ranks(int(problem is not None)):
+            raise problem or UserError(
+                f"rank 0 could not claim the checkpoint directory {self.files.directory} "
+                "(see its message): pass another --checkpoint-dir"
+            )
+        return lock
+
+    def train(self, state: TrainingState, console: Console, resume: Path | None) -> TrainResult:
         self.state = state
         self.console = console
         if state.step >= self.total_steps and self.is_main:
@@ -127,6 +232,11 @@ class TrainingRun:
         run_start = time.perf_counter()
         tokens_per_step = self.config.batch_size * self.config.block_size
         with GracefulStop() as stop, self.progress_bar() as progress:
+            self.stop = stop
+            self.last_save_time = time.monotonic()
+            if state.evaluation_pending:  # the evaluation a signal cut short before the save
+                self.last_train_loss = state.last_train_loss
+                self.evaluate(metrics)
             task = progress.add_task(
                 "train", total=self.total_steps, completed=state.step, loss=math.nan, speed=0.0
             )
@@ -161,11 +271,28 @@ class TrainingRun:
                 if epoch_done:
                     self.end_of_epoch()
                     window_start = time.perf_counter()
+                if self.periodic_save_due(last):
+                    self.save("checkpoint_last")
+                    window_start = time.perf_counter()
             if pending:  # interrupted between log points
                 self.log_steps(pending, lr, None, metrics, run_start)
             self.save("checkpoint_last")  # still under GracefulStop: a 2nd signal leaves no litter
         metrics.close()
         return self.finish(stop.requested, stop.exit_code)
+
+    def periodic_save_due(self, last: bool) -> bool:
+        """checkpoint_last every save_interval steps, and every save_minutes at a log point.
+
+        The last step saves anyway. Data-parallel ranks agree on the clock through
+        max_over_ranks, called by every rank at the same log points, so all save at one step.
+        """
+        config = self.config
+        by_steps = config.save_interval is not None and self.state.step % config.save_interval == 0
+        by_clock = False
+        if config.save_minutes > 0 and self.state.step % config.log_interval == 0:
+            elapsed = time.monotonic() - self.last_save_time
+            by_clock = bool(self.trainer.max_over_ranks(int(elapsed >= config.save_minutes * 60)))
+        return (by_steps or by_clock) and not last and self.stop.requested is None
 
     def evaluation_due(self, epoch_done: bool, last: bool) -> bool:
         """Every eval_interval steps and at the end; without it, after each epoch and at the end."""
@@ -176,22 +303,28 @@ class TrainingRun:
     # --- pieces of the loop ---
 
     def open_files(self, resume: Path | None) -> MetricsLog:
+        """Write tokenizer.json and run.json; a run resumed in place adds to its run.json."""
         if self.is_main:
             self.files.create_directory()
+            if self.overwrite and holds_run(self.files.directory):
+                remove_run_files(self.files.directory)
+                self.console.print(f"--overwrite: removed the run in {self.files.directory}")
             self.corpus.tokenizer.save(self.files.tokenizer)
-            self.files.write_run_info(
-                {
-                    "backend": self.backend_name,
-                    "device": self.trainer.describe_device(),
-                    "matmul_precision": self.trainer.matmul_precision,
-                    "versions": self.trainer.versions(),
-                    "model_config": self.trainer.model.config.to_dict(),
-                    "train_config": self.config.to_dict(),
-                    "world_size": self.trainer.world_size,
-                    "resumed_from": str(resume) if resume else None,
-                    "total_steps": self.total_steps,
-                }
-            )
+            info = {
+                "backend": self.backend_name,
+                "device": self.trainer.describe_device(),
+                "matmul_precision": self.trainer.matmul_precision,
+                "versions": self.trainer.versions(),
+                "model_config": self.trainer.model.config.to_dict(),
+                "train_config": self.config.to_dict(),
+                "world_size": self.trainer.world_size,
+                "resumed_from": str(resume) if resume else None,
+                "total_steps": self.total_steps,
+            }
+            if self.continues_in_place:
+                self.files.add_resume_to_run_info({**info, "step": self.state.step})
+            else:
+                self.files.write_run_info(info)
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -254,7 +387,16 @@ class TrainingRun:
             config.eval_iters,
             config.seed,
         )
-        val_loss = self.trainer.evaluate(batches)
+        val_loss = self.trainer.evaluate(until_stopped(batches, self.stop))
+        # A signal cut the evaluation short: its loss covers part of the split, so it is dropped,
+        # and the checkpoint saved on the way out asks a resumed run to do it again.
+        self.stop.requested = self.trainer.max_over_ranks(self.stop.requested or 0) or None
+        self.state.evaluation_pending = self.stop.requested is not None
+        self.state.last_train_loss = self.last_train_loss
+        if self.state.evaluation_pending:
+            if self.is_main:
+                self.console.print(f"step {self.state.step}: evaluation stopped, not recorded")
+            return
         if not math.isfinite(val_loss):  # e.g. weights ruined by a step whose loss was still finite
             self.stop_on_non_finite(self.state.step, f"validation loss {val_loss}")
         metrics.write(
@@ -283,6 +425,8 @@ class TrainingRun:
             self.print_sample()
 
     def save(self, name: str) -> None:
+        if name == "checkpoint_last":
+            self.last_save_time = time.monotonic()
         checkpoint = self.trainer.checkpoint()
         # Every rank checks (data-parallel ranks hold the same weights), so all stop together.
         if not all(np.isfinite(weights).all() for weights in checkpoint.weights.values()):
@@ -297,7 +441,9 @@ class TrainingRun:
         tokenizer = self.corpus.tokenizer
         prompt = tokenizer.encode("\n") if "\n" in tokenizer.char_to_idx else [0]
         rng = np.random.default_rng([self.config.seed, self.state.step])
-        steps = generate_tokens(self.trainer.decoder(), prompt, TRAINING_SAMPLE, rng)
+        steps = until_stopped(
+            generate_tokens(self.trainer.decoder(), prompt, TRAINING_SAMPLE, rng), self.stop
+        )
         return tokenizer.decode(int(ids[0]) for ids in steps)
 
     def print_sample(self) -> None:
@@ -314,7 +460,10 @@ class TrainingRun:
                     f"myllm train --backend {self.backend_name} --resume {last}"
                 )
             else:
-                self.print_sample()
+                with GracefulStop() as self.stop:  # the run is saved: a signal ends the sample
+                    self.print_sample()
+                if self.stop.requested is not None:
+                    signal_number, exit_code = self.stop.requested, self.stop.exit_code
             self.console.print(
                 f"Checkpoints and metrics in {self.files.directory}/ (metrics.jsonl). "
                 f"Look at the run: myllm plot {self.files.directory}"
@@ -328,3 +477,14 @@ class TrainingRun:
             interrupted_by=signal_number,
             exit_code=exit_code if signal_number is not None else 0,
         )
+
+
+def until_stopped(items: Iterator[T], stop: GracefulStop) -> Iterator[T]:
+    """The items of `items` until a stop is requested (the first always: never an empty pass).
+
+    How an evaluation or a sample ends within one batch or token of a SIGINT / SIGTERM.
+    """
+    for index, item in enumerate(items):
+        if index > 0 and stop.requested is not None:
+            return
+        yield item

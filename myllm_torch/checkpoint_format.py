@@ -67,6 +67,7 @@ def torch_bytes(checkpoint: Checkpoint) -> bytes:
             "optimizer_step": None if checkpoint.optimizer is None else checkpoint.optimizer.step,
             "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
         },
+        "myllm_checksums": checkpoint.checksums,
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
@@ -138,6 +139,7 @@ def read_torch(path: Path) -> Checkpoint:
     checkpoint = Checkpoint(
         model_config, weights, training, extra.get("train_config"), optimizer, rng
     )
+    checkpoint.checksums = payload.get("myllm_checksums")
     if optimizer is not None:
         validate_weights(optimizer.exp_avg, model_config, path)
         validate_weights(optimizer.exp_avg_sq, model_config, path)

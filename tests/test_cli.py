@@ -89,7 +89,13 @@ def bad_train_cases(tmp: Path) -> list[tuple[list[str], tuple[str, ...]]]:
 def test_bad_training_inputs_exit_2_and_leave_files_alone(trained_run, tmp_path):
     before = digest(trained_run)
     for args, fragments in bad_train_cases(tmp_path):
-        args = [*args, "--checkpoint-dir", trained_run] if "--resume" not in args else args
+        # --overwrite: past the run-directory guard, to the input it checks; nothing is removed
+        # before every input has been checked.
+        args = (
+            [*args, "--checkpoint-dir", trained_run, "--overwrite"]
+            if "--resume" not in args
+            else args
+        )
         defaults = ["--block-size", "16", "--max-steps", "1", "--device", "cpu"]
         assert_user_error(myllm("train", *defaults, *args), *fragments)
     assert digest(trained_run) == before
@@ -99,7 +105,9 @@ def test_bad_generation_inputs_exit_2(trained_run, tmp_path):
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes((trained_run / "best_model.pt").read_bytes()[:5000])
     other_vocab = tmp_path / "tokenizer.json"
-    other_vocab.write_text('{"format": "myllm.char_tokenizer", "chars": ["a", "b"]}')
+    other_vocab.write_text(
+        '{"format": "myllm.char_tokenizer", "vocab_size": 2, "chars": ["a", "b"]}'
+    )
     best = trained_run / "best_model.pt"
     cases = [
         (["--checkpoint", tmp_path / "missing.pt"], ("not found",)),
