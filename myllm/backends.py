@@ -61,6 +61,13 @@ def load_backend(name: str) -> Backend:
     return Backend(name=name, checkpoint_suffix=package.CHECKPOINT_SUFFIX, **modules)
 
 
+def backend_module(name: str, part: str) -> ModuleType:
+    """One module of backend `name` beyond the four above (torch's `nanogpt` interop)."""
+    if not is_installed(name):
+        raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
+    return importlib.import_module(f"{PACKAGES[name]}.{part}")
+
+
 def backend_for_checkpoint(path: Path) -> str:
     """The backend that reads `path` natively, from its extension (.pt torch, .safetensors mlx)."""
     return checkpoint_format(path)

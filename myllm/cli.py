@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import typer
@@ -22,6 +22,7 @@ app = typer.Typer(
 data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training corpora.")
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
+ConvertTarget = Literal["myllm", "nanogpt"]
 
 
 def main() -> None:
@@ -195,15 +196,36 @@ def generate(
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(help="checkpoint to read (.pt or .safetensors)")],
+    source: Annotated[
+        Path, typer.Argument(help="checkpoint to read (.pt or .safetensors; nanoGPT's ckpt.pt)")
+    ],
     destination: Annotated[Path, typer.Argument(help="checkpoint to write (.pt or .safetensors)")],
+    to: Annotated[
+        ConvertTarget, typer.Option(help="myllm, or nanogpt: a ckpt.pt and meta.pkl for nanoGPT")
+    ] = "myllm",
+    meta: Annotated[
+        Path | None,
+        typer.Option(help="nanoGPT source: its meta.pkl (default: meta.pkl beside SOURCE)"),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="--to nanogpt: config.dataset, sample.py reads data/NAME/meta.pkl")
+    ] = "myllm",
 ) -> None:
-    """Convert a checkpoint between torch (.pt) and MLX (.safetensors), training state included."""
+    """Convert a checkpoint between torch (.pt), MLX (.safetensors) and nanoGPT (ckpt.pt).
+
+    A nanoGPT source is recognised from its keys (model_args, model) and needs its meta.pkl.
+    """
     from myllm.checkpoint import checkpoint_format, read_checkpoint, write_checkpoint
 
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
         raise UserError(f"source and destination are the same file {source}: pick another DST")
+    if to == "nanogpt":
+        _convert_to_nanogpt(source, destination, dataset)
+        return
+    if source.suffix == ".pt" and _is_nanogpt(source):
+        _convert_from_nanogpt(source, destination, meta or source.parent / "meta.pkl")
+        return
     write_checkpoint(destination, read_checkpoint(source))
     tokenizer_source = source.parent / "tokenizer.json"
     tokenizer_destination = destination.parent / "tokenizer.json"
@@ -212,6 +234,59 @@ def convert(
         shutil.copyfile(tokenizer_source, tokenizer_destination)
         copied = f" and {tokenizer_destination}"
     err_console.print(f"Wrote {destination}{copied}.")
+
+
+def _is_nanogpt(source: Path) -> bool:
+    from myllm.backends import backend_module, is_installed
+
+    return is_installed("torch") and backend_module("torch", "nanogpt").is_nanogpt_checkpoint(
+        source
+    )
+
+
+def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
+    from myllm.backends import backend_module
+    from myllm.checkpoint import write_checkpoint
+    from myllm.nanogpt_meta import read_meta
+    from myllm.tokenizer import CharTokenizer
+
+    tokenizer = read_meta(meta)
+    checkpoint = backend_module("torch", "nanogpt").read_nanogpt(source)
+    if tokenizer.vocab_size != checkpoint.model_config.vocab_size:
+        raise UserError(
+            f"{meta} has {tokenizer.vocab_size} characters but {source} has vocab_size "
+            f"{checkpoint.model_config.vocab_size}: pass the meta.pkl of its dataset with --meta"
+        )
+    tokenizer_path = destination.parent / "tokenizer.json"
+    if tokenizer_path.exists() and CharTokenizer.load(tokenizer_path).chars != tokenizer.chars:
+        raise UserError(
+            f"{tokenizer_path} exists with another vocabulary: write DST to another directory"
+        )
+    write_checkpoint(destination, checkpoint)
+    tokenizer.save(tokenizer_path)
+    err_console.print(f"Wrote {destination} and {tokenizer_path} (from nanoGPT).")
+
+
+def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
+    from myllm.backends import backend_module
+    from myllm.checkpoint import read_checkpoint
+    from myllm.nanogpt_meta import write_meta
+    from myllm.tokenizer import CharTokenizer
+    from myllm.training import check_tokenizer_matches
+
+    if destination.suffix != ".pt":
+        raise UserError(f"nanoGPT reads a .pt file, not {destination}: name DST e.g. out/ckpt.pt")
+    checkpoint = read_checkpoint(source)
+    tokenizer = CharTokenizer.load(source.parent / "tokenizer.json")
+    check_tokenizer_matches(tokenizer, checkpoint.model_config, source)
+    backend_module("torch", "nanogpt").write_nanogpt(destination, checkpoint, dataset)
+    meta_path = destination.parent / "meta.pkl"
+    write_meta(meta_path, tokenizer)
+    err_console.print(
+        f"Wrote {destination} and {meta_path}; nanoGPT's sample.py reads "
+        f"data/{dataset}/meta.pkl: copy {meta_path} there.",
+        soft_wrap=True,
+    )
 
 
 # --- data ---
