@@ -23,6 +23,7 @@ data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training c
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
 ConvertTarget = Literal["myllm", "nanogpt"]
+EvalSplit = Literal["val", "train", "all"]
 
 
 def main() -> None:
@@ -189,6 +190,47 @@ def generate(
         sys.stdout.write("\n")
         raise typer.Exit(130) from None
     sys.stdout.write("\n")
+
+
+# --- eval ---
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
+    data: Annotated[
+        str | None, typer.Option(help="UTF-8 text file (default: the run's own --data)")
+    ] = None,
+    split: Annotated[
+        EvalSplit, typer.Option(help="the run's validation or training part, or the whole text")
+    ] = "val",
+    eval_iters: Annotated[
+        int | None,
+        typer.Option("--eval-iters", min=1, help="N seeded batches (default: every window)"),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the result as one JSON object")
+    ] = False,
+) -> None:
+    """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""
+    import json
+
+    from myllm.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    sys.stdout.write(
+        f"{result.split} loss {result.loss_nats:.4f} nats, {result.bits_per_character:.4f} bits "
+        f"per character, perplexity {result.perplexity:.3f} ({result.windows:,} windows of "
+        f"{result.block_size} on {result.data}, {result.backend})\n"
+    )
 
 
 # --- convert ---
