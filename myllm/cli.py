@@ -24,6 +24,7 @@ app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
 ConvertTarget = Literal["myllm", "nanogpt"]
 EvalSplit = Literal["val", "train", "all"]
+BackendName = Literal["torch", "mlx"]
 
 
 def main() -> None:
@@ -54,7 +55,7 @@ def _model_default(field_name: str) -> str:
 
 @app.command()
 def train(
-    backend: Annotated[str, typer.Option(help="torch or mlx")] = "torch",
+    backend: Annotated[BackendName | None, typer.Option(help="(default: torch)")] = None,
     data: Annotated[str | None, typer.Option(help=f"UTF-8 text file {_default('data')}")] = None,
     checkpoint_dir: Annotated[
         str | None,
@@ -108,10 +109,19 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="a .toml or .json file of settings; flags given override it"),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="print the resolved settings as a config file, exit"),
+    ] = False,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.checkpoint import read_checkpoint
     from myllm.config import TrainConfig
+    from myllm.config_file import load_config_file, render, resolved_settings
     from myllm.training import run_training
 
     given = {
@@ -125,11 +135,24 @@ def train(
     model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
                       "dropout": dropout}  # fmt: skip
     model_settings = {name: value for name, value in model_settings.items() if value is not None}
+    file_format = "toml"
+    if config is not None:
+        from_file = load_config_file(config)
+        given = {**from_file.train, **given}
+        model_settings = {**from_file.model, **model_settings}
+        backend = backend or from_file.run.get("backend")
+        file_format = from_file.format
     stored: dict[str, Any] = {}
     if resume is not None:
         stored = read_checkpoint(resume).train_config or {}
         given.setdefault("checkpoint_dir", str(resume.parent))
     train_config = TrainConfig.from_dict({**stored, **given})
+    backend = backend or "torch"
+    if print_config:
+        sys.stdout.write(
+            render(resolved_settings(backend, train_config, model_settings), file_format)
+        )
+        return
     result = run_training(backend, train_config, model_settings, resume)
     raise typer.Exit(result.exit_code)
 
@@ -402,7 +425,13 @@ def bench(
         str | None,
         typer.Option(help="comma-separated, e.g. torch,mlx (default: all installed)"),
     ] = None,
-    config: Annotated[str, typer.Option(help="tiny, baby or default: model and batch")] = "default",
+    config: Annotated[
+        str,
+        typer.Option(
+            help="tiny, baby or default: model and batch; or a .toml/.json config file "
+            "(its model and batch shape on the default preset's step counts)"
+        ),
+    ] = "default",
     d_model: Annotated[
         int | None, typer.Option("--d-model", "--d_model", help="override the config's")
     ] = None,
@@ -438,11 +467,17 @@ def bench(
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
     from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
+    from myllm.config_file import bench_values, is_config_file_name
 
     names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
+    shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
+             "block_size": block_size, "batch_size": batch_size}  # fmt: skip
+    shape = {name: value for name, value in shape.items() if value is not None}
+    if is_config_file_name(config):
+        shape = {**bench_values(Path(config)), **shape}  # flags override the file
+        config = "default"
     settings = BenchSettings(
-        backends=names, config=config, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-        block_size=block_size, batch_size=batch_size, steps=steps, warmup=warmup,
+        backends=names, config=config, **shape, steps=steps, warmup=warmup,
         repeats=repeats, gen_tokens=gen_tokens, device=device,
     )  # fmt: skip
     with err_console.status("benchmarking") as status:
