@@ -18,8 +18,8 @@ from myllm.errors import UserError
 PACKAGES = {"torch": "myllm_torch", "mlx": "myllm_mlx"}
 FRAMEWORKS = {"torch": "torch", "mlx": "mlx"}
 INSTALL_HINTS = {
-    "torch": "pip install torch==2.13.0 (CPU) or pip install 'myllm[torch]'",
-    "mlx": "pip install 'myllm[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
+    "torch": "in the myllm clone, pip install torch==2.13.0 (CPU) && pip install -e '.[torch]'",
+    "mlx": "in the myllm clone, pip install -e '.[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
 }
 
 
@@ -47,10 +47,16 @@ def installed_backends() -> list[str]:
     return [name for name in PACKAGES if is_installed(name)]
 
 
-def load_backend(name: str) -> Backend:
-    """Import backend `name`, or raise a UserError naming the choices or the install command."""
+def check_backend_name(name: str) -> str:
+    """`name` if it is a backend, else a UserError naming the choices."""
     if name not in PACKAGES:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(PACKAGES)}")
+    return name
+
+
+def load_backend(name: str) -> Backend:
+    """Import backend `name`, or raise a UserError naming the choices or the install command."""
+    check_backend_name(name)
     if not is_installed(name):
         raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
     package = importlib.import_module(PACKAGES[name])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -13,29 +13,100 @@ from rich.console import Console
 
 from myllm.errors import UserError
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    add_completion=False,
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training corpora.")
+data_app = typer.Typer(
+    context_settings=HELP_OPTIONS, no_args_is_help=True, help="List and fetch the training corpora."
+)
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
-ConvertTarget = Literal["myllm", "nanogpt"]
-EvalSplit = Literal["val", "train", "all"]
-BackendName = Literal["torch", "mlx"]
+DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
+# The reference's underscore spellings: accepted (translated in main()), hidden from --help.
+UNDERSCORE_SPELLINGS = (
+    "--batch_size", "--block_size", "--checkpoint_dir", "--d_model", "--eval_interval",
+    "--eval_iters", "--gen_tokens", "--log_interval", "--max_new_tokens", "--max_steps",
+    "--n_heads", "--n_layers", "--num_samples", "--top_k", "--top_p", "--val_split",
+    "--warmup_steps", "--weight_decay",
+)  # fmt: skip
 
 
 def main() -> None:
     """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
     try:
-        app()
+        app(args=hyphenate_options(sys.argv[1:]), prog_name="myllm")
     except UserError as error:
         err_console.print(
             f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True
         )
         sys.exit(error.exit_code)
+
+
+def _choices(*names: str) -> dict[str, Any]:
+    """Show an enumerated option's choices in --help and complete them in the shell.
+
+    The value stays a string that the command checks itself, so a bad one is the usual one-line
+    error naming the choices (exit 2); --device also takes an index (cuda:1)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in names if name.startswith(incomplete)]
+
+    return {"metavar": "<" + "|".join(names) + ">", "autocompletion": complete}
+
+
+BACKENDS = _choices("torch", "mlx")
+DEVICES = _choices("auto", "cpu", "cuda", "mps", "gpu")
+
+
+def hyphenate_options(args: list[str]) -> list[str]:
+    """--batch_size 8 and --batch_size=8 become --batch-size (the reference's spellings)."""
+    translated = []
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name in UNDERSCORE_SPELLINGS:
+            arg = name.replace("_", "-") + equals + value
+        translated.append(arg)
+    return translated
+
+
+def versions() -> dict[str, str]:
+    """myllm, Python and the frameworks' versions, read from package metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from myllm import __version__
+
+    found = {"myllm": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "mlx"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(" ".join(f"{name} {v}" for name, v in versions().items()) + "\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the myllm, Python, torch and MLX versions and exit",
+        ),
+    ] = False,
+) -> None:
+    """One small GPT, trained and sampled natively in PyTorch and in Apple MLX."""
 
 
 def _default(field_name: str) -> str:
@@ -55,56 +126,58 @@ def _model_default(field_name: str) -> str:
 
 @app.command()
 def train(
-    backend: Annotated[BackendName | None, typer.Option(help="(default: torch)")] = None,
+    backend: Annotated[str | None, typer.Option(help="(default: torch)", **BACKENDS)] = None,
     data: Annotated[str | None, typer.Option(help=f"UTF-8 text file {_default('data')}")] = None,
     checkpoint_dir: Annotated[
         str | None,
-        typer.Option("--checkpoint-dir", "--checkpoint_dir", help=_default("checkpoint_dir")),
+        typer.Option("--checkpoint-dir", help=_default("checkpoint_dir")),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help=_default("epochs"))] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", "--max_steps", help="stop after N steps")
+    epochs: Annotated[
+        int | None, typer.Option(help=f"passes over the text {_default('epochs')}")
     ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="stop after N steps")] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "--batch_size", help=_default("batch_size"))
+        int | None, typer.Option("--batch-size", help=_default("batch_size"))
     ] = None,
     block_size: Annotated[
-        int | None, typer.Option("--block-size", "--block_size", help=_default("block_size"))
+        int | None, typer.Option("--block-size", help=_default("block_size"))
     ] = None,
     d_model: Annotated[
-        int | None, typer.Option("--d-model", "--d_model", help=_model_default("d_model"))
+        int | None, typer.Option("--d-model", help=_model_default("d_model"))
     ] = None,
     n_heads: Annotated[
-        int | None, typer.Option("--n-heads", "--n_heads", help=_model_default("n_heads"))
+        int | None, typer.Option("--n-heads", help=_model_default("n_heads"))
     ] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help=_model_default("n_heads"))
+        int | None, typer.Option("--n-layers", help=_model_default("n_layers"))
     ] = None,
     dropout: Annotated[float | None, typer.Option(help=_model_default("dropout"))] = None,
     lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
     val_split: Annotated[
-        float | None, typer.Option("--val-split", "--val_split", help=_default("val_split"))
+        float | None, typer.Option("--val-split", help=_default("val_split"))
     ] = None,
     seed: Annotated[int | None, typer.Option(help=_default("seed"))] = None,
     eval_interval: Annotated[
         int | None,
-        typer.Option("--eval-interval", "--eval_interval", help="validate every N steps"),
+        typer.Option("--eval-interval", help="validate every N steps"),
     ] = None,
     eval_iters: Annotated[
         int | None,
-        typer.Option("--eval-iters", "--eval_iters", help="validation batches (default: all)"),
+        typer.Option("--eval-iters", help="validation batches (default: all)"),
     ] = None,
     log_interval: Annotated[
-        int | None, typer.Option("--log-interval", "--log_interval", help=_default("log_interval"))
+        int | None, typer.Option("--log-interval", help=_default("log_interval"))
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps, gpu")] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"{DEVICE_HELP} (default: auto)", **DEVICES)
+    ] = None,
     warmup_steps: Annotated[
-        int | None, typer.Option("--warmup-steps", "--warmup_steps", help=_default("warmup_steps"))
+        int | None, typer.Option("--warmup-steps", help=_default("warmup_steps"))
     ] = None,
     beta2: Annotated[float | None, typer.Option(help=_default("beta2"))] = None,
     weight_decay: Annotated[
         float | None,
-        typer.Option("--weight-decay", "--weight_decay", help=_default("weight_decay")),
+        typer.Option("--weight-decay", help=_default("weight_decay")),
     ] = None,
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
@@ -119,6 +192,7 @@ def train(
     ] = False,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
+    from myllm.backends import check_backend_name
     from myllm.checkpoint import read_checkpoint
     from myllm.config import TrainConfig
     from myllm.config_file import load_config_file, render, resolved_settings
@@ -147,7 +221,7 @@ def train(
         stored = read_checkpoint(resume).train_config or {}
         given.setdefault("checkpoint_dir", str(resume.parent))
     train_config = TrainConfig.from_dict({**stored, **given})
-    backend = backend or "torch"
+    backend = check_backend_name(backend or "torch")
     if print_config:
         sys.stdout.write(
             render(resolved_settings(backend, train_config, model_settings), file_format)
@@ -167,22 +241,31 @@ def generate(
         Path | None, typer.Option(help="(default: tokenizer.json beside the checkpoint)")
     ] = None,
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "--max_new_tokens")] = 500,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="characters to generate")
+    ] = 500,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", "--top_k", help="0 = off")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", "--top_p", help="1 = off")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", "--num_samples", min=1)] = 1,
-    kv_cache: Annotated[bool, typer.Option("--kv-cache/--no-kv-cache")] = True,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="continuations, generated as one batch")
+    ] = 1,
+    kv_cache: Annotated[
+        bool,
+        typer.Option("--kv-cache/--no-kv-cache", help="reuse keys/values (same text, faster)"),
+    ] = True,
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="drop prompt characters not in the vocabulary")
     ] = False,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
     backend: Annotated[
         str | None,
-        typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import backend_for_checkpoint, load_backend
@@ -225,7 +308,11 @@ def eval_command(
         str | None, typer.Option(help="UTF-8 text file (default: the run's own --data)")
     ] = None,
     split: Annotated[
-        EvalSplit, typer.Option(help="the run's validation or training part, or the whole text")
+        str,
+        typer.Option(
+            help="the run's validation or training part, or the whole text",
+            **_choices("val", "train", "all"),
+        ),
     ] = "val",
     eval_iters: Annotated[
         int | None,
@@ -233,9 +320,11 @@ def eval_command(
     ] = None,
     backend: Annotated[
         str | None,
-        typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
     json_output: Annotated[
         bool, typer.Option("--json", help="print the result as one JSON object")
     ] = False,
@@ -266,7 +355,11 @@ def convert(
     ],
     destination: Annotated[Path, typer.Argument(help="checkpoint to write (.pt or .safetensors)")],
     to: Annotated[
-        ConvertTarget, typer.Option(help="myllm, or nanogpt: a ckpt.pt and meta.pkl for nanoGPT")
+        str,
+        typer.Option(
+            help="myllm, or nanogpt: a ckpt.pt and meta.pkl for nanoGPT",
+            **_choices("myllm", "nanogpt"),
+        ),
     ] = "myllm",
     meta: Annotated[
         Path | None,
@@ -285,6 +378,8 @@ def convert(
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
         raise UserError(f"source and destination are the same file {source}: pick another DST")
+    if to not in ("myllm", "nanogpt"):
+        raise UserError(f"unknown --to {to!r}: use myllm or nanogpt")
     if to == "nanogpt":
         _convert_to_nanogpt(source, destination, dataset)
         return
@@ -406,7 +501,12 @@ def plot(
         list[Path], typer.Argument(metavar="RUN_DIR...", help="directories written by myllm train")
     ],
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("loss.png"),
-    metric: Annotated[str, typer.Option(help="loss, lr or tokens_per_second")] = "loss",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="what to plot against steps", **_choices("loss", "lr", "tokens_per_second")
+        ),
+    ] = "loss",
     log_x: Annotated[bool, typer.Option("--log-x", help="logarithmic x axis")] = False,
 ) -> None:
     """Plot the training curves of one or more runs into a PNG (one colour per run)."""
@@ -428,24 +528,21 @@ def bench(
     config: Annotated[
         str,
         typer.Option(
+            metavar="<tiny|baby|default|FILE>",
             help="tiny, baby or default: model and batch; or a .toml/.json config file "
-            "(its model and batch shape on the default preset's step counts)"
+            "(its model and batch shape on the default preset's step counts)",
         ),
     ] = "default",
-    d_model: Annotated[
-        int | None, typer.Option("--d-model", "--d_model", help="override the config's")
-    ] = None,
+    d_model: Annotated[int | None, typer.Option("--d-model", help="override the config's")] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help="override the config's")
+        int | None, typer.Option("--n-layers", help="override the config's")
     ] = None,
-    n_heads: Annotated[
-        int | None, typer.Option("--n-heads", "--n_heads", help="override the config's")
-    ] = None,
+    n_heads: Annotated[int | None, typer.Option("--n-heads", help="override the config's")] = None,
     block_size: Annotated[
-        int | None, typer.Option("--block-size", "--block_size", help="override the config's")
+        int | None, typer.Option("--block-size", help="override the config's")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "--batch_size", help="override the config's")
+        int | None, typer.Option("--batch-size", help="override the config's")
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="training steps per timed repeat (default: per config)")
@@ -456,14 +553,12 @@ def bench(
     repeats: Annotated[
         int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
     ] = None,
-    gen_tokens: Annotated[
-        int, typer.Option("--gen-tokens", "--gen_tokens", help="tokens per generation")
-    ] = 128,
+    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens per generation")] = 128,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="draw the rates as a bar chart PNG")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
     from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
