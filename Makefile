@@ -14,9 +14,11 @@ endif
 
 install: $(VENV)/.installed
 
+# The distribution was named myllm until it became myllm-twin: an old editable install is dropped.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	-$(BIN)/python -m pip uninstall -q -y myllm 2>/dev/null
 	$(BIN)/python -m pip install -q -e ".[torch,mlx,dev]"
 	touch $@
 
