@@ -14,18 +14,20 @@ endif
 
 install: $(VENV)/.installed
 
+# The distribution was named myllm until it became myllm-twin: an old editable install is dropped.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	-$(BIN)/python -m pip uninstall -q -y myllm 2>/dev/null
 	$(BIN)/python -m pip install -q -e ".[torch,mlx,dev]"
 	touch $@
 
-# A short real training run of a small model on Tiny Shakespeare, then a sample from it.
+# A short real training run of a small model on Tiny Shakespeare, then a sample from it:
+# configs/nanogpt-cpu.toml's model, shortened (flags override the file).
 train: install
-	$(BIN)/myllm train --backend torch --checkpoint-dir checkpoints/make-train \
-		--max-steps 1500 --eval-interval 500 --eval-iters 50 --batch-size 16 --block-size 64 \
-		--d-model 128 --n-heads 4 --n-layers 4 --dropout 0 --lr 1e-3 --beta2 0.99 \
-		--warmup-steps 100
+	$(BIN)/myllm train --config configs/nanogpt-cpu.toml --backend torch \
+		--checkpoint-dir checkpoints/make-train \
+		--max-steps 1500 --eval-interval 500 --eval-iters 50 --batch-size 16
 	$(BIN)/myllm generate --checkpoint checkpoints/make-train/best_model.pt \
 		--prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 0
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 from myllm.contract import Backend
 from myllm.errors import UserError
 
 PACKAGES = {"torch": "myllm_torch", "mlx": "myllm_mlx"}  # backend name = its framework's module
 INSTALL_HINTS = {
-    "torch": "pip install torch==2.13.0 (CPU) or pip install 'myllm[torch]'",
-    "mlx": "pip install 'myllm[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
+    "torch": "in the myllm clone, pip install torch==2.13.0 (CPU) && pip install -e '.[torch]'",
+    "mlx": "in the myllm clone, pip install -e '.[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
 }
 CHECKPOINT_SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}  # each backend's own format
 
@@ -34,10 +35,16 @@ def installed_backends() -> list[str]:
     return [name for name in PACKAGES if is_installed(name)]
 
 
-def load_backend(name: str) -> Backend:
-    """Import backend `name`, or raise a UserError naming the choices or the install command."""
+def check_backend_name(name: str) -> str:
+    """`name` if it is a backend, else a UserError naming the choices."""
     if name not in PACKAGES:
         raise UserError(f"unknown backend {name!r}: use one of {', '.join(PACKAGES)}")
+    return name
+
+
+def load_backend(name: str) -> Backend:
+    """Import backend `name`, or raise a UserError naming the choices or the install command."""
+    check_backend_name(name)
     if not is_installed(name):
         raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
     return importlib.import_module(PACKAGES[name]).BACKEND
@@ -52,3 +59,10 @@ def native_backend(path: Path) -> str:
             "use a .pt (torch) or .safetensors (mlx) file"
         )
     return name
+
+
+def backend_module(name: str, part: str) -> ModuleType:
+    """One module of backend `name` beyond its BACKEND (torch's `nanogpt` interop)."""
+    if not is_installed(name):
+        raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
+    return importlib.import_module(f"{PACKAGES[name]}.{part}")

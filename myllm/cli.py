@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -13,26 +13,100 @@ from rich.console import Console
 
 from myllm.errors import UserError
 
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    add_completion=False,
+    context_settings=HELP_OPTIONS,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training corpora.")
+data_app = typer.Typer(
+    context_settings=HELP_OPTIONS, no_args_is_help=True, help="List and fetch the training corpora."
+)
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
+DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
+# The reference's underscore spellings: accepted (translated in main()), hidden from --help.
+UNDERSCORE_SPELLINGS = (
+    "--batch_size", "--block_size", "--checkpoint_dir", "--d_model", "--eval_interval",
+    "--eval_iters", "--gen_tokens", "--log_interval", "--max_new_tokens", "--max_steps",
+    "--n_heads", "--n_layers", "--num_samples", "--top_k", "--top_p", "--val_split",
+    "--warmup_steps", "--weight_decay",
+)  # fmt: skip
 
 
 def main() -> None:
     """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
     try:
-        app()
+        app(args=hyphenate_options(sys.argv[1:]), prog_name="myllm")
     except UserError as error:
         err_console.print(
             f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True
         )
         sys.exit(error.exit_code)
+
+
+def _choices(*names: str) -> dict[str, Any]:
+    """Show an enumerated option's choices in --help and complete them in the shell.
+
+    The value stays a string that the command checks itself, so a bad one is the usual one-line
+    error naming the choices (exit 2); --device also takes an index (cuda:1)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in names if name.startswith(incomplete)]
+
+    return {"metavar": "<" + "|".join(names) + ">", "autocompletion": complete}
+
+
+BACKENDS = _choices("torch", "mlx")
+DEVICES = _choices("auto", "cpu", "cuda", "mps", "gpu")
+
+
+def hyphenate_options(args: list[str]) -> list[str]:
+    """--batch_size 8 and --batch_size=8 become --batch-size (the reference's spellings)."""
+    translated = []
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name in UNDERSCORE_SPELLINGS:
+            arg = name.replace("_", "-") + equals + value
+        translated.append(arg)
+    return translated
+
+
+def versions() -> dict[str, str]:
+    """myllm, Python and the frameworks' versions, read from package metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from myllm import __version__
+
+    found = {"myllm": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "mlx"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(" ".join(f"{name} {v}" for name, v in versions().items()) + "\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the myllm, Python, torch and MLX versions and exit",
+        ),
+    ] = False,
+) -> None:
+    """One small GPT, trained and sampled natively in PyTorch and in Apple MLX."""
 
 
 def _default(field_name: str) -> str:
@@ -52,56 +126,58 @@ def _model_default(field_name: str) -> str:
 
 @app.command()
 def train(
-    backend: Annotated[str, typer.Option(help="torch or mlx")] = "torch",
+    backend: Annotated[str | None, typer.Option(help="(default: torch)", **BACKENDS)] = None,
     data: Annotated[str | None, typer.Option(help=f"UTF-8 text file {_default('data')}")] = None,
     checkpoint_dir: Annotated[
         str | None,
-        typer.Option("--checkpoint-dir", "--checkpoint_dir", help=_default("checkpoint_dir")),
+        typer.Option("--checkpoint-dir", help=_default("checkpoint_dir")),
     ] = None,
-    epochs: Annotated[int | None, typer.Option(help=_default("epochs"))] = None,
-    max_steps: Annotated[
-        int | None, typer.Option("--max-steps", "--max_steps", help="stop after N steps")
+    epochs: Annotated[
+        int | None, typer.Option(help=f"passes over the text {_default('epochs')}")
     ] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="stop after N steps")] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "--batch_size", help=_default("batch_size"))
+        int | None, typer.Option("--batch-size", help=_default("batch_size"))
     ] = None,
     block_size: Annotated[
-        int | None, typer.Option("--block-size", "--block_size", help=_default("block_size"))
+        int | None, typer.Option("--block-size", help=_default("block_size"))
     ] = None,
     d_model: Annotated[
-        int | None, typer.Option("--d-model", "--d_model", help=_model_default("d_model"))
+        int | None, typer.Option("--d-model", help=_model_default("d_model"))
     ] = None,
     n_heads: Annotated[
-        int | None, typer.Option("--n-heads", "--n_heads", help=_model_default("n_heads"))
+        int | None, typer.Option("--n-heads", help=_model_default("n_heads"))
     ] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help=_model_default("n_layers"))
+        int | None, typer.Option("--n-layers", help=_model_default("n_layers"))
     ] = None,
     dropout: Annotated[float | None, typer.Option(help=_model_default("dropout"))] = None,
     lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
     val_split: Annotated[
-        float | None, typer.Option("--val-split", "--val_split", help=_default("val_split"))
+        float | None, typer.Option("--val-split", help=_default("val_split"))
     ] = None,
     seed: Annotated[int | None, typer.Option(help=_default("seed"))] = None,
     eval_interval: Annotated[
         int | None,
-        typer.Option("--eval-interval", "--eval_interval", help="validate every N steps"),
+        typer.Option("--eval-interval", help="validate every N steps"),
     ] = None,
     eval_iters: Annotated[
         int | None,
-        typer.Option("--eval-iters", "--eval_iters", help="validation batches (default: all)"),
+        typer.Option("--eval-iters", help="validation batches (default: all)"),
     ] = None,
     log_interval: Annotated[
-        int | None, typer.Option("--log-interval", "--log_interval", help=_default("log_interval"))
+        int | None, typer.Option("--log-interval", help=_default("log_interval"))
     ] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps, gpu")] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"{DEVICE_HELP} (default: auto)", **DEVICES)
+    ] = None,
     warmup_steps: Annotated[
-        int | None, typer.Option("--warmup-steps", "--warmup_steps", help=_default("warmup_steps"))
+        int | None, typer.Option("--warmup-steps", help=_default("warmup_steps"))
     ] = None,
     beta2: Annotated[float | None, typer.Option(help=_default("beta2"))] = None,
     weight_decay: Annotated[
         float | None,
-        typer.Option("--weight-decay", "--weight_decay", help=_default("weight_decay")),
+        typer.Option("--weight-decay", help=_default("weight_decay")),
     ] = None,
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
@@ -120,21 +196,28 @@ def train(
     ] = False,
     save_interval: Annotated[
         int | None,
-        typer.Option(
-            "--save-interval", "--save_interval", help="save checkpoint_last every N steps"
-        ),
+        typer.Option("--save-interval", help="save checkpoint_last every N steps"),
     ] = None,
     save_minutes: Annotated[
         float | None,
         typer.Option(
             "--save-minutes",
-            "--save_minutes",
             help=f"save checkpoint_last every M minutes, 0 = off {_default('save_minutes')}",
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="a .toml or .json file of settings; flags given override it"),
+    ] = None,
+    print_config: Annotated[
+        bool,
+        typer.Option("--print-config", help="print the resolved settings as a config file, exit"),
+    ] = False,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
+    from myllm.backends import check_backend_name
     from myllm.config import ModelSettings, TrainConfig
+    from myllm.config_file import load_config_file, render, resolved_settings
     from myllm.resume import read_resume
     from myllm.training import run_training
 
@@ -147,11 +230,27 @@ def train(
         "save_interval": save_interval, "save_minutes": save_minutes,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
-    model_settings = ModelSettings(d_model, n_heads, n_layers, dropout)
+    model_given = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
+                   "dropout": dropout}  # fmt: skip
+    model_given = {name: value for name, value in model_given.items() if value is not None}
+    file_format = "toml"
+    if config is not None:
+        from_file = load_config_file(config)
+        given = {**from_file.train, **given}
+        model_given = {**from_file.model, **model_given}
+        backend = backend or from_file.run.get("backend")
+        file_format = from_file.format
+    model_settings = ModelSettings(**model_given)
     if resume is None:
         train_config, resume_point = TrainConfig(**given), None
     else:
         resume_point, train_config = read_resume(resume, given)
+    backend = check_backend_name(backend or "torch")
+    if print_config:
+        sys.stdout.write(
+            render(resolved_settings(backend, train_config, model_settings.given()), file_format)
+        )
+        return
     result = run_training(backend, train_config, model_settings, resume_point, overwrite=overwrite)
     raise typer.Exit(result.exit_code)
 
@@ -166,22 +265,31 @@ def generate(
         Path | None, typer.Option(help="(default: tokenizer.json beside the checkpoint)")
     ] = None,
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", "--max_new_tokens")] = 500,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="characters to generate")
+    ] = 500,
     temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", "--top_k", help="0 = off")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", "--top_p", help="1 = off")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off")] = 1.0,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
-    num_samples: Annotated[int, typer.Option("--num-samples", "--num_samples", min=1)] = 1,
-    kv_cache: Annotated[bool, typer.Option("--kv-cache/--no-kv-cache")] = True,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="continuations, generated as one batch")
+    ] = 1,
+    kv_cache: Annotated[
+        bool,
+        typer.Option("--kv-cache/--no-kv-cache", help="reuse keys/values (same text, faster)"),
+    ] = True,
     skip_unknown: Annotated[
         bool, typer.Option("--skip-unknown", help="drop prompt characters not in the vocabulary")
     ] = False,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
     backend: Annotated[
         str | None,
-        typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import load_backend, native_backend
@@ -215,20 +323,94 @@ def generate(
     sys.stdout.write("\n")
 
 
+# --- eval ---
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
+    data: Annotated[
+        str | None, typer.Option(help="UTF-8 text file (default: the run's own --data)")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="the run's validation or training part, or the whole text",
+            **_choices("val", "train", "all"),
+        ),
+    ] = "val",
+    eval_iters: Annotated[
+        int | None,
+        typer.Option("--eval-iters", min=1, help="N seeded batches (default: every window)"),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the result as one JSON object")
+    ] = False,
+) -> None:
+    """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""
+    import json
+
+    from myllm.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    sys.stdout.write(
+        f"{result.split} loss {result.loss_nats:.4f} nats, {result.bits_per_character:.4f} bits "
+        f"per character, perplexity {result.perplexity:.3f} ({result.windows:,} windows of "
+        f"{result.block_size} on {result.data}, {result.backend})\n"
+    )
+
+
 # --- convert ---
 
 
 @app.command()
 def convert(
-    source: Annotated[Path, typer.Argument(help="checkpoint to read (.pt or .safetensors)")],
+    source: Annotated[
+        Path, typer.Argument(help="checkpoint to read (.pt or .safetensors; nanoGPT's ckpt.pt)")
+    ],
     destination: Annotated[Path, typer.Argument(help="checkpoint to write (.pt or .safetensors)")],
+    to: Annotated[
+        str,
+        typer.Option(
+            help="myllm, or nanogpt: a ckpt.pt and meta.pkl for nanoGPT",
+            **_choices("myllm", "nanogpt"),
+        ),
+    ] = "myllm",
+    meta: Annotated[
+        Path | None,
+        typer.Option(help="nanoGPT source: its meta.pkl (default: meta.pkl beside SOURCE)"),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="--to nanogpt: config.dataset, sample.py reads data/NAME/meta.pkl")
+    ] = "myllm",
 ) -> None:
-    """Convert a checkpoint between torch (.pt) and MLX (.safetensors), training state included."""
+    """Convert a checkpoint between torch (.pt), MLX (.safetensors) and nanoGPT (ckpt.pt).
+
+    A nanoGPT source is recognised from its keys (model_args, model) and needs its meta.pkl.
+    """
     from myllm.checkpoint import checkpoint_format, read_checkpoint, write_checkpoint
 
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
         raise UserError(f"source and destination are the same file {source}: pick another DST")
+    if to not in ("myllm", "nanogpt"):
+        raise UserError(f"unknown --to {to!r}: use myllm or nanogpt")
+    if to == "nanogpt":
+        _convert_to_nanogpt(source, destination, dataset)
+        return
+    if source.suffix == ".pt" and _is_nanogpt(source):
+        _convert_from_nanogpt(source, destination, meta or source.parent / "meta.pkl")
+        return
     tokenizer_source = source.parent / "tokenizer.json"
     tokenizer_destination = destination.parent / "tokenizer.json"
     copy_tokenizer = tokenizer_source.is_file() and not tokenizer_destination.exists()
@@ -253,6 +435,59 @@ def check_same_tokenizer(source: Path, destination: Path) -> None:
             f"{destination} holds another vocabulary than {source}: the converted checkpoint "
             "would decode through the wrong tokenizer; convert into another folder"
         )
+
+
+def _is_nanogpt(source: Path) -> bool:
+    from myllm.backends import backend_module, is_installed
+
+    return is_installed("torch") and backend_module("torch", "nanogpt").is_nanogpt_checkpoint(
+        source
+    )
+
+
+def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
+    from myllm.backends import backend_module
+    from myllm.checkpoint import write_checkpoint
+    from myllm.nanogpt_meta import read_meta
+    from myllm.tokenizer import CharTokenizer
+
+    tokenizer = read_meta(meta)
+    checkpoint = backend_module("torch", "nanogpt").read_nanogpt(source)
+    if tokenizer.vocab_size != checkpoint.model_config.vocab_size:
+        raise UserError(
+            f"{meta} has {tokenizer.vocab_size} characters but {source} has vocab_size "
+            f"{checkpoint.model_config.vocab_size}: pass the meta.pkl of its dataset with --meta"
+        )
+    tokenizer_path = destination.parent / "tokenizer.json"
+    if tokenizer_path.exists() and CharTokenizer.load(tokenizer_path).chars != tokenizer.chars:
+        raise UserError(
+            f"{tokenizer_path} exists with another vocabulary: write DST to another directory"
+        )
+    write_checkpoint(destination, checkpoint)
+    tokenizer.save(tokenizer_path)
+    err_console.print(f"Wrote {destination} and {tokenizer_path} (from nanoGPT).")
+
+
+def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
+    from myllm.backends import backend_module
+    from myllm.checkpoint import read_checkpoint
+    from myllm.nanogpt_meta import write_meta
+    from myllm.resume import check_tokenizer_matches
+    from myllm.tokenizer import CharTokenizer
+
+    if destination.suffix != ".pt":
+        raise UserError(f"nanoGPT reads a .pt file, not {destination}: name DST e.g. out/ckpt.pt")
+    checkpoint = read_checkpoint(source)
+    tokenizer = CharTokenizer.load(source.parent / "tokenizer.json")
+    check_tokenizer_matches(tokenizer, checkpoint.model_config, source)
+    backend_module("torch", "nanogpt").write_nanogpt(destination, checkpoint, dataset)
+    meta_path = destination.parent / "meta.pkl"
+    write_meta(meta_path, tokenizer)
+    err_console.print(
+        f"Wrote {destination} and {meta_path}; nanoGPT's sample.py reads "
+        f"data/{dataset}/meta.pkl: copy {meta_path} there.",
+        soft_wrap=True,
+    )
 
 
 # --- data ---
@@ -307,7 +542,12 @@ def plot(
         list[Path], typer.Argument(metavar="RUN_DIR...", help="directories written by myllm train")
     ],
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("loss.png"),
-    metric: Annotated[str, typer.Option(help="loss, lr or tokens_per_second")] = "loss",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="what to plot against steps", **_choices("loss", "lr", "tokens_per_second")
+        ),
+    ] = "loss",
     log_x: Annotated[bool, typer.Option("--log-x", help="logarithmic x axis")] = False,
 ) -> None:
     """Plot the training curves of one or more runs into a PNG (one colour per run)."""
@@ -326,21 +566,24 @@ def bench(
         str | None,
         typer.Option(help="comma-separated, e.g. torch,mlx (default: all installed)"),
     ] = None,
-    config: Annotated[str, typer.Option(help="tiny, baby or default: model and batch")] = "default",
-    d_model: Annotated[
-        int | None, typer.Option("--d-model", "--d_model", help="override the config's")
-    ] = None,
+    config: Annotated[
+        str,
+        typer.Option(
+            metavar="<tiny|baby|default|FILE>",
+            help="tiny, baby or default: model and batch; or a .toml/.json config file "
+            "(its model and batch shape on the default preset's step counts)",
+        ),
+    ] = "default",
+    d_model: Annotated[int | None, typer.Option("--d-model", help="override the config's")] = None,
     n_layers: Annotated[
-        int | None, typer.Option("--n-layers", "--n_layers", help="override the config's")
+        int | None, typer.Option("--n-layers", help="override the config's")
     ] = None,
-    n_heads: Annotated[
-        int | None, typer.Option("--n-heads", "--n_heads", help="override the config's")
-    ] = None,
+    n_heads: Annotated[int | None, typer.Option("--n-heads", help="override the config's")] = None,
     block_size: Annotated[
-        int | None, typer.Option("--block-size", "--block_size", help="override the config's")
+        int | None, typer.Option("--block-size", help="override the config's")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "--batch_size", help="override the config's")
+        int | None, typer.Option("--batch-size", help="override the config's")
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="training steps per timed repeat (default: per config)")
@@ -351,22 +594,26 @@ def bench(
     repeats: Annotated[
         int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
     ] = None,
-    gen_tokens: Annotated[
-        int, typer.Option("--gen-tokens", "--gen_tokens", help="tokens per generation")
-    ] = 128,
+    gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens per generation")] = 128,
     json_path: Annotated[Path | None, typer.Option("--json", help="write the report here")] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="draw the rates as a bar chart PNG")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
     from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
+    from myllm.config_file import bench_values, is_config_file_name
 
     names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
+    shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
+             "block_size": block_size, "batch_size": batch_size}  # fmt: skip
+    shape = {name: value for name, value in shape.items() if value is not None}
+    if is_config_file_name(config):
+        shape = {**bench_values(Path(config)), **shape}  # flags override the file
+        config = "default"
     settings = BenchSettings(
-        backends=names, config=config, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-        block_size=block_size, batch_size=batch_size, steps=steps, warmup=warmup,
+        backends=names, config=config, **shape, steps=steps, warmup=warmup,
         repeats=repeats, gen_tokens=gen_tokens, device=device,
     )  # fmt: skip
     with err_console.status("benchmarking") as status:

@@ -149,6 +149,7 @@ class ModelSettings:
     n_heads: int | None = None
     n_layers: int | None = None
     dropout: float | None = None
+    d_ff: int | None = None  # settable from a config file
 
     def given(self) -> dict[str, Any]:
         """The flags that were given, by ModelConfig field name."""

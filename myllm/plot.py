@@ -1,7 +1,7 @@
 """Plot training runs (loss, learning rate, throughput) and bench results as PNG files.
 
-matplotlib is an optional extra (`pip install 'myllm[plot]'`), so it is imported only inside the
-functions that draw.
+matplotlib is an optional extra (`pip install -e '.[plot]'` in the clone), so it is imported only
+inside the functions that draw.
 """
 
 from __future__ import annotations
@@ -215,7 +215,9 @@ def _new_figure(size_inches: tuple[float, float]) -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise UserError("matplotlib is not installed: pip install 'myllm[plot]'") from None
+        raise UserError(
+            "matplotlib is not installed: in the myllm clone, pip install -e '.[plot]'"
+        ) from None
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 

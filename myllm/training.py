@@ -22,6 +22,7 @@ from myllm.checkpoint import TrainingState, write_checkpoint
 from myllm.config import TRAINING_SAMPLE, ModelConfig, ModelSettings, TrainConfig
 from myllm.data import BatchSampler, prepare_corpus, read_text, validation_batches
 from myllm.errors import UserError
+from myllm.evaluation import bits_per_character
 from myllm.generation import generate_tokens
 from myllm.interrupts import GracefulStop
 from myllm.memory_estimate import check_step_fits, physical_memory
@@ -404,6 +405,7 @@ class TrainingRun:
                 "step": self.state.step,
                 "epoch": self.sampler.epoch_of(self.state.step - 1),
                 "val_loss": val_loss,
+                "val_bpc": bits_per_character(val_loss),
                 "train_loss": self.last_train_loss,
                 "tokens_seen": self.state.step * config.batch_size * config.block_size,
             }
@@ -411,7 +413,7 @@ class TrainingRun:
         if self.is_main:
             self.console.print(
                 f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
-                f"val loss {val_loss:.4f}"
+                f"val loss {val_loss:.4f}, val bpc {bits_per_character(val_loss):.4f}"
             )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss

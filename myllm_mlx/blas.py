@@ -1,8 +1,10 @@
-"""Load an optimized system BLAS for MLX on Linux CPU, before mlx.core is imported.
+"""Load an optimized BLAS for MLX on Linux CPU, before mlx.core is imported.
 
 The mlx[cpu] wheel links the reference (netlib) BLAS, whose sgemm is ~40x slower than OpenBLAS.
 libmlx resolves cblas_sgemm through the global symbol scope first, so a BLAS loaded earlier with
-RTLD_GLOBAL wins. This module imports nothing from mlx; myllm_mlx/__init__.py calls
+RTLD_GLOBAL wins. The chain: MYLLM_BLAS, a system OpenBLAS, the BLAS inside the installed torch
+wheel (libtorch_cpu.so exports cblas_sgemm; no root needed, and `make` installs torch anyway),
+then a warning. This module imports nothing from mlx or torch; myllm_mlx/__init__.py calls
 `load_system_blas()` first thing.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.metadata
+import importlib.util
 import os
 import sys
 import warnings
@@ -17,8 +20,9 @@ import warnings
 from myllm.errors import UserError
 
 BLAS_ENV = "MYLLM_BLAS"
+TORCH_BLAS_LIBRARY = os.path.join("lib", "libtorch_cpu.so")  # inside the torch package
 INSTALL_HINT = (
-    "install OpenBLAS (`sudo apt-get install libopenblas0-pthread`, "
+    "install torch (`make` does), install OpenBLAS (`sudo apt-get install libopenblas0-pthread`, "
     "or `sudo dnf install openblas`) or set MYLLM_BLAS=/path/to/libopenblas.so.0"
 )
 # Debian / Ubuntu (multiarch, pthread variant first), Fedora / RHEL, Arch, then generic names.
@@ -55,8 +59,9 @@ def load_system_blas() -> str:
     global _blas_in_use
     if _blas_in_use is None:
         requested = os.environ.get(BLAS_ENV, "").strip()
+        fallbacks = (*SEARCH_PATHS, torch_blas_path() or "")
         _blas_in_use = _choose_blas(
-            requested, SEARCH_PATHS, "mlx.core" in sys.modules, mlx_gpu_build_installed()
+            requested, fallbacks, "mlx.core" in sys.modules, mlx_gpu_build_installed()
         )
     return _blas_in_use
 
@@ -74,6 +79,19 @@ def mlx_gpu_build_installed() -> bool:
     return False
 
 
+def torch_blas_path() -> str | None:
+    """The installed torch's libtorch_cpu.so, found without importing torch (or None)."""
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(location, TORCH_BLAS_LIBRARY)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def _choose_blas(
     requested: str, search_paths: tuple[str, ...], mlx_imported: bool, gpu_build: bool = False
 ) -> str:
@@ -88,7 +106,7 @@ def _choose_blas(
         raise UserError(f"{BLAS_ENV}={requested} does not exist: {INSTALL_HINT}, or set it to none")
     if mlx_imported:
         return "unknown (mlx.core was imported before myllm_mlx: the BLAS could not be swapped)"
-    candidates = [requested] if requested else [p for p in search_paths if os.path.exists(p)]
+    candidates = [requested] if requested else [p for p in search_paths if p and os.path.exists(p)]
     for path in candidates:
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
@@ -102,7 +120,7 @@ def _choose_blas(
     if gpu_build:
         return "reference (netlib, shipped with mlx; MLX's CUDA build runs matmuls on the GPU)"
     warnings.warn(
-        f"MLX on CPU is using the slow reference BLAS (no OpenBLAS found): {INSTALL_HINT}",
+        f"MLX on CPU is using the slow reference BLAS (no OpenBLAS, no torch): {INSTALL_HINT}",
         RuntimeWarning,
         stacklevel=3,
     )
@@ -111,6 +129,8 @@ def _choose_blas(
 
 def _blas_name(path: str) -> str:
     name = os.path.basename(os.path.realpath(path)).lower()
+    if name.startswith("libtorch"):
+        return "torch-blas"  # the BLAS the torch wheel bundles (MKL on x86-64, OpenBLAS on arm64)
     for known in ("openblas", "mkl", "blis", "atlas"):
         if known in name:
             return known

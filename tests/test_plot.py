@@ -184,7 +184,8 @@ def test_missing_matplotlib_names_the_extra(
 ) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     with pytest.raises(
-        UserError, match=r"matplotlib is not installed: pip install 'myllm\[plot\]'"
+        UserError,
+        match=r"matplotlib is not installed: in the myllm clone, pip install -e '\.\[plot\]'",
     ):
         plot_runs(two_runs, tmp_path / "loss.png")
 

@@ -1,0 +1,132 @@
+"""`--config FILE` (TOML or JSON): every field settable, flags win, unknown keys named."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from myllm.cli import app
+from myllm.config import TrainConfig
+from myllm.config_file import (
+    bench_values,
+    load_config_file,
+    parse_toml,
+    render_toml,
+    resolved_settings,
+    settable_fields,
+)
+from myllm.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def print_config(*args: str) -> str:
+    result = CliRunner().invoke(app, ["train", *args, "--print-config"])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_every_train_and_model_field_is_settable(tmp_path):
+    train_types, model_types = settable_fields()
+    values = {
+        "data": "text.txt", "checkpoint_dir": "runs/x", "epochs": 3, "max_steps": 7,
+        "batch_size": 5, "block_size": 24, "lr": 2e-3, "min_lr_ratio": 0.2, "warmup_steps": 2,
+        "beta1": 0.8, "beta2": 0.9, "eps": 1e-7, "weight_decay": 0.01, "grad_clip": 0.5,
+        "val_split": 0.2, "seed": 9, "eval_interval": 4, "eval_iters": 6, "log_interval": 2,
+        "sample_every_epochs": 3, "device": "cpu", "d_model": 48, "n_heads": 3, "n_layers": 1,
+        "d_ff": 96, "dropout": 0.05, "backend": "mlx",
+    }  # fmt: skip
+    assert set(values) == set(train_types) | set(model_types) | {"backend"}
+    path = tmp_path / "run.toml"
+    path.write_text(render_toml(values))
+    assert parse_toml(print_config("--config", str(path))) == values
+
+
+@pytest.mark.parametrize("fmt", ["toml", "json"])
+def test_flags_override_the_file_and_output_keeps_its_format(tmp_path, fmt):
+    path = tmp_path / f"run.{fmt}"
+    values = {"lr": 0.002, "batch_size": 12, "d_model": 64, "n_heads": 4}
+    path.write_text(render_toml(values) if fmt == "toml" else json.dumps(values))
+    text = print_config("--config", str(path), "--lr", "0.005", "--n-heads", "8")
+    printed = parse_toml(text) if fmt == "toml" else json.loads(text)
+    assert printed["lr"] == 0.005 and printed["n_heads"] == 8  # the flags
+    assert printed["batch_size"] == 12 and printed["d_model"] == 64  # the file
+    assert printed["epochs"] == TrainConfig.epochs  # the defaults
+
+
+def test_printed_config_reproduces_the_run(tmp_path):
+    """--print-config, fed back as --config, resolves to the same settings (TOML has no null)."""
+    first = print_config("--config", str(CONFIGS / "nanogpt-cpu.toml"), "--seed", "3")
+    path = tmp_path / "printed.toml"
+    path.write_text(first)
+    assert print_config("--config", str(path)) == first
+    assert "# eval_interval" not in first and "# max_steps = (not set)" not in first
+
+
+def test_shipped_configs(tmp_path):
+    reference = parse_toml(print_config("--config", str(CONFIGS / "reference.toml")))
+    assert reference == parse_toml(print_config())  # the reference run is the defaults
+    budget = load_config_file(CONFIGS / "nanogpt-cpu.toml")
+    assert budget.train == {"block_size": 64, "batch_size": 12, "lr": 1e-3, "beta2": 0.99,
+                            "warmup_steps": 100, "max_steps": 2000, "eval_interval": 250,
+                            "eval_iters": 200}  # fmt: skip
+    assert budget.model == {"n_layers": 4, "n_heads": 4, "d_model": 128, "dropout": 0.0}
+    assert bench_values(CONFIGS / "nanogpt-cpu.toml") == {
+        "d_model": 128, "n_layers": 4, "n_heads": 4, "block_size": 64, "batch_size": 12
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("lr = 1e-3\nlearning_rate = 1\nfoo = 2\n", "unknown key(s) foo, learning_rate"),
+        ('batch_size = "big"\n', "batch_size = 'big' is not a int"),
+        ("max_steps = 1.5\n", "max_steps = 1.5 is not a int or null"),
+        ("lr = \n", "could not be parsed"),
+        ("[model]\nd_model = 64\n", "unknown key(s) model"),
+    ],
+)
+def test_bad_files_are_one_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config_file(path)
+    result = CliRunner().invoke(app, ["train", "--config", str(path), "--print-config"])
+    assert result.exit_code != 0
+
+
+def test_wrong_suffix_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match=r"must end in \.toml or \.json"):
+        load_config_file(tmp_path / "run.yaml")
+    with pytest.raises(UserError, match="not found"):
+        load_config_file(tmp_path / "run.toml")
+
+
+def test_toml_writer_round_trips_awkward_values():
+    values = {"data": 'dir with "quotes"/ünï.txt', "eps": 1e-08, "lr": 3e-4, "seed": 0,
+              "max_steps": None, "dropout": 0.0}  # fmt: skip
+    parsed = parse_toml(render_toml(values))
+    assert parsed == {name: value for name, value in values.items() if value is not None}
+
+
+def test_resolved_settings_fill_model_defaults():
+    settings = resolved_settings("torch", TrainConfig(), {"d_model": 64})
+    assert settings["d_model"] == 64 and settings["n_layers"] == 6 and settings["d_ff"] == 0
+
+
+def test_bench_takes_a_config_file_and_flags_win(monkeypatch):
+    import myllm.bench
+
+    seen = {}
+
+    def fake_run_bench(settings, progress):
+        seen["settings"] = settings
+        raise UserError("stop here: only the settings matter")
+
+    monkeypatch.setattr(myllm.bench, "run_bench", fake_run_bench)
+    config = str(CONFIGS / "nanogpt-cpu.toml")
+    CliRunner().invoke(app, ["bench", "--config", config, "--batch-size", "4"])
+    settings = seen["settings"]
+    assert (settings.config, settings.d_model, settings.block_size) == ("default", 128, 64)
+    assert settings.batch_size == 4
