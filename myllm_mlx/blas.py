@@ -51,6 +51,19 @@ def blas_in_use() -> str:
     return _blas_in_use if _blas_in_use is not None else load_system_blas()
 
 
+def openblas_core() -> str | None:
+    """The kernel set the loaded OpenBLAS chose for this CPU, e.g. 'Haswell' or 'SkylakeX'; None
+    when no OpenBLAS is loaded. 'Prescott' is its generic SSE3 fallback for a CPU model it does
+    not recognise (OpenBLAS 0.3.21 on a virtualised Sapphire Rapids): matmuls ~5x slower there,
+    which the environment variable OPENBLAS_CORETYPE (e.g. SkylakeX) overrides."""
+    try:
+        get_corename = ctypes.CDLL(None).openblas_get_corename  # global scope: RTLD_GLOBAL
+    except AttributeError:
+        return None
+    get_corename.restype = ctypes.c_char_p
+    return get_corename().decode()
+
+
 def load_system_blas() -> str:
     """Load the BLAS named by MYLLM_BLAS, or the first system OpenBLAS found; return what is used.
 

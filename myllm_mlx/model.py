@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from myllm.config import ModelConfig
+from myllm_mlx.cpu_math import gelu, scaled_dot_product_attention
 
 
 class KVCache:
@@ -40,8 +39,6 @@ class MultiHeadAttention(nn.Module):
         self.W_k = nn.Linear(d_model, d_model, bias=False)
         self.W_v = nn.Linear(d_model, d_model, bias=False)
         self.W_o = nn.Linear(d_model, d_model)
-        # MLX's fused attention has no dropout_p: with dropout, the weights go through this.
-        self.attention_dropout = nn.Dropout(dropout)
 
     def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0):
         batch, length, d_model = x.shape  # [B, T, d_model]
@@ -52,25 +49,20 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, H, offset+T, hd]
         dropout_p = self.dropout if self.training else 0.0
-        scale = 1.0 / math.sqrt(self.head_dim)
-        if dropout_p == 0.0:
-            # MLX's "causal" is aligned to the last key, so it also holds after a cache.
-            mask = "causal" if length > 1 else None
-            out = mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
-        else:
-            scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # [B, H, T, offset+T]
-            mask = causal_mask(length, k.shape[2])
-            if mask is not None:
-                scores = mx.where(mask, scores, -mx.inf)
-            out = self.attention_dropout(softmax(scores)) @ v  # [B, H, T, hd]
+        mask = causal_mask(length, k.shape[2])
+        is_causal = length == k.shape[2] and length > 1
+        out = scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+        )  # [B, H, T, hd]
         out = out.transpose(0, 2, 1, 3).reshape(batch, length, d_model)
         return self.W_o(out)
 
 
 def causal_mask(query_length: int, key_length: int) -> mx.array | None:
-    """Mask for queries at the last `query_length` of `key_length` positions; None when one
-    query attends to everything cached. (No device argument: MLX arrays live in unified memory.)"""
-    if query_length == 1:
+    """Mask for queries at the last `query_length` of `key_length` positions; None when
+    is_causal (square) or no mask (one query attending to everything cached) is exact.
+    (No device argument: MLX arrays live in unified memory.)"""
+    if query_length == key_length or query_length == 1:
         return None
     offset = key_length - query_length
     return mx.tril(mx.ones((query_length, key_length), dtype=mx.bool_), k=offset)
@@ -156,119 +148,3 @@ def loss_fn(model: GPTModel, x: mx.array, y: mx.array) -> mx.array:
 def count_parameters(model: GPTModel) -> int:
     """Trainable parameters, the tied embedding counted once."""
     return sum(p.size for _, p in tree_flatten(model.trainable_parameters()))
-
-
-# --- Exact GELU and softmax that are fast on MLX's CPU backend --------------------------------
-#
-# On Linux, MLX's CPU backend computes erf and exp with scalar libm / software-fma calls on one
-# thread: ~90 ms for the GELU of one FeedForward of the default model (torch: 3-7 ms), ~19 ms for
-# one attention softmax. Below, both are rebuilt from multiply / add / divide only, which
-# mx.compile fuses into vectorised loops, at full float32 accuracy. On a GPU, MLX's own kernels
-# are used. Measured on a 2-core x86 CPU, batch 16: GELU 90 -> 11 ms forward, softmax 19 -> 7 ms.
-
-# Eigen's float erf (also TensorFlow's and XLA's): erf(z) = z * P(z^2) / Q(z^2) for z clamped to
-# [-4, 4] (erf is +-1 in float32 beyond); P / Q in float64 keeps the result within 1 ulp.
-_ERF_P = (
-    -2.72614225801306e-10,
-    2.77068142495902e-08,
-    -2.10102402082508e-06,
-    -5.69250639462346e-05,
-    -7.34990630326855e-04,
-    -2.95459980854025e-03,
-    -1.60960333262415e-02,
-)
-_ERF_Q = (
-    -1.45660718464996e-05,
-    -2.13374055278905e-04,
-    -1.68282697438203e-03,
-    -7.37332916720468e-03,
-    -1.42647390514189e-02,
-)
-# exp(x) = exp(x / 2^8)^(2^8), exp(x / 2^8) by its degree-10 Taylor polynomial, in float64:
-# the float32 result is within 0.51 ulp (correctly rounded in 99.99% of cases).
-_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(10, -1, -1))
-_EXP_SQUARINGS = 8
-
-
-def _on_cpu() -> bool:
-    return mx.default_device().type == mx.cpu
-
-
-def gelu(x: mx.array) -> mx.array:
-    """Exact (erf) GELU, x * (1 + erf(x / sqrt(2))) / 2, to float32 rounding, fast on CPU.
-
-    Why not nn.gelu: MLX's CPU erf runs element by element through libm on one thread, 10x
-    slower than this multiply / add / divide form that mx.compile vectorises. Max |error| vs
-    the exact value is 7e-7 in float32 (torch's own GELU: 1.2e-6); the gradient is exact too.
-    """
-    if _on_cpu():
-        return _gelu_cpu(x)
-    return x * 0.5 * (1.0 + mx.erf(x * math.sqrt(0.5)))
-
-
-def softmax(scores: mx.array) -> mx.array:
-    """Softmax over the last axis, to float32 rounding, fast on CPU (see gelu)."""
-    if _on_cpu():
-        return _softmax_cpu(scores)
-    return mx.softmax(scores, axis=-1)
-
-
-def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:
-    result = coefficients[0]
-    for coefficient in coefficients[1:]:
-        result = result * x + coefficient
-    return result
-
-
-def _erf(x: mx.array) -> mx.array:
-    z = mx.clip(x, -4.0, 4.0)
-    z2 = (z * z).astype(mx.float64)
-    return z * (_horner(_ERF_P, z2) / _horner(_ERF_Q, z2)).astype(x.dtype)
-
-
-def _exp(x: mx.array) -> mx.array:
-    # Clipped so that -inf (masked scores) gives 0, and overflow inf, after the float32 cast.
-    y = (mx.clip(x, -104.0, 88.8) * 2.0**-_EXP_SQUARINGS).astype(mx.float64)
-    result = _horner(_EXP_TAYLOR, y)
-    for _ in range(_EXP_SQUARINGS):
-        result = result * result
-    return result.astype(x.dtype)
-
-
-@mx.compile
-def _gelu_forward(x: mx.array) -> mx.array:
-    return x * 0.5 * (1.0 + _erf(x * math.sqrt(0.5)))
-
-
-@mx.compile
-def _gelu_backward(x: mx.array, cotangent: mx.array) -> mx.array:
-    cdf = 0.5 * (1.0 + _erf(x * math.sqrt(0.5)))
-    pdf = _exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-    return cotangent * (cdf + x * pdf)
-
-
-@mx.custom_function
-def _gelu_cpu(x: mx.array) -> mx.array:
-    return _gelu_forward(x)
-
-
-@_gelu_cpu.vjp
-def _gelu_cpu_vjp(x: mx.array, cotangent: mx.array, output: mx.array) -> mx.array:
-    # d/dx GELU = cdf(x) + x * pdf(x), exactly as torch's GELU backward.
-    return _gelu_backward(x, cotangent)
-
-
-@mx.compile
-def _exp_compiled(x: mx.array) -> mx.array:
-    return _exp(x)
-
-
-@mx.custom_function
-def _softmax_cpu(scores: mx.array) -> mx.array:
-    weights = _exp_compiled(scores - mx.max(scores, axis=-1, keepdims=True))
-    return weights / mx.sum(weights, axis=-1, keepdims=True)
-
-
-@_softmax_cpu.vjp
-def _softmax_cpu_vjp(scores: mx.array, cotangent: mx.array, weights: mx.array) -> mx.array:
-    return weights * (cotangent - mx.sum(cotangent * weights, axis=-1, keepdims=True))

@@ -6,6 +6,8 @@ backends and lives in myllm/training.py.
 
 from __future__ import annotations
 
+from functools import partial
+
 import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
@@ -60,6 +62,8 @@ class Trainer:
         self.compiled_step = (
             mx.compile(self.step, inputs=self.state, outputs=self.state) if compile else self.step
         )
+        # Evaluation too: one traced, fused graph per batch shape, reading the current weights.
+        self.compiled_loss = mx.compile(partial(loss_fn, self.model), inputs=self.model.state)
         self.shares: dict[tuple[int, int], mx.array] = {}  # see batch_share
         self.in_flight: list[mx.array] | None = None  # the last step's outputs, on a GPU
         split_random_stream(self.rank)
@@ -133,7 +137,7 @@ class Trainer:
             x = shard_rows(x, self.rank, self.world_size)
             y = shard_rows(y, self.rank, self.world_size)
             if len(x) > 0:
-                total = total + loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+                total = total + self.compiled_loss(self.to_device(x), self.to_device(y)) * len(x)
                 mx.eval(total)
                 count += len(x)
         if self.world_size > 1:

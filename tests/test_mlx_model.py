@@ -1,4 +1,6 @@
-"""The MLX GPT: canonical names, shapes, causality, init, GELU, KV cache, compiled step, BLAS."""
+"""The MLX GPT: canonical names, shapes, causality, init, KV cache, compiled step, BLAS loading.
+
+The CPU-fast GELU and softmax have their own tests: tests/test_mlx_cpu_math.py."""
 
 from __future__ import annotations
 
@@ -25,9 +27,7 @@ from myllm_mlx.model import (
     KVCache,
     MultiHeadAttention,
     count_parameters,
-    gelu,
     loss_fn,
-    softmax,
 )
 from myllm_mlx.trainer import Trainer
 
@@ -101,38 +101,6 @@ def test_init_statistics_follow_the_reference():
     assert abs(weights.mean()) < 1e-3
     assert abs(weights.std() - 0.02) < 0.001  # N(0, 0.02) over ~100k draws
     assert all(np.all(b == 0.0) for b in biases)
-
-
-def exact_gelu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """GELU and its derivative in float64, from math.erf."""
-    x = x.astype(np.float64)
-    cdf = 0.5 * (1.0 + np.array([math.erf(v) for v in x * math.sqrt(0.5)]))
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return x * cdf, cdf + x * pdf
-
-
-def test_gelu_is_the_exact_erf_gelu_to_float32_rounding():
-    x = np.linspace(-10.0, 10.0, 200_001, dtype=np.float32)  # includes the clamped |x| > 4 range
-    value, derivative = exact_gelu(x)
-    got = np.array(gelu(mx.array(x)))
-    grad = np.array(mx.grad(lambda a: gelu(a).sum())(mx.array(x)))
-    assert np.abs(got - value).max() <= 1e-6  # float32
-    assert np.abs(grad - derivative).max() <= 1e-6  # float32
-
-
-def test_softmax_matches_float64_and_masks_to_zero():
-    rng = np.random.default_rng(0)
-    scores = (rng.normal(size=(4, 3, 16, 16)) * 8).astype(np.float32)
-    scores[..., np.triu_indices(16, 1)[0], np.triu_indices(16, 1)[1]] = -np.inf
-    shifted = scores.astype(np.float64) - scores.max(-1, keepdims=True)
-    expected = np.exp(shifted) / np.exp(shifted).sum(-1, keepdims=True)
-    got = np.array(softmax(mx.array(scores)))
-    assert np.abs(got - expected).max() <= 2e-6  # float32
-    assert np.all(got[..., np.triu_indices(16, 1)[0], np.triu_indices(16, 1)[1]] == 0.0)
-    cotangent = mx.array(rng.normal(size=scores.shape).astype(np.float32))
-    ours = mx.vjp(softmax, [mx.array(scores)], [cotangent])[1][0]
-    reference = mx.vjp(lambda s: mx.softmax(s, axis=-1), [mx.array(scores)], [cotangent])[1][0]
-    assert np.abs(np.array(ours) - np.array(reference)).max() <= 1e-6  # float32
 
 
 def test_explicit_attention_equals_fused_attention():
