@@ -19,7 +19,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="List and fetch the training corpora.")
+data_app = typer.Typer(
+    no_args_is_help=True, help="List, fetch and prepare (tokenize once) the training corpora."
+)
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
 
@@ -106,6 +108,17 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
     ] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="char, or byte: any file, losses in bits per byte (default: char)"),
+    ] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-dir",
+            help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.checkpoint import read_checkpoint
@@ -117,7 +130,8 @@ def train(
         "batch_size": batch_size, "block_size": block_size, "lr": lr, "val_split": val_split,
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
-        "beta2": beta2, "weight_decay": weight_decay,
+        "beta2": beta2, "weight_decay": weight_decay, "tokenizer": tokenizer,
+        "cache_dir": cache_dir,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
@@ -164,12 +178,12 @@ def generate(
     from myllm.checkpoint import read_checkpoint
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.sampling import SamplingSettings
-    from myllm.tokenizer import CharTokenizer
+    from myllm.tokenizers import load_tokenizer
     from myllm.training import check_tokenizer_matches
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     loaded = read_checkpoint(checkpoint)
-    char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
+    char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     chosen = load_backend(backend or backend_for_checkpoint(checkpoint))
     decoder = chosen.generate.Decoder(chosen.generate.load_model(loaded, device))
@@ -255,6 +269,45 @@ def data_fetch(
     for name in names:
         path = fetch(name, dest_dir=dest, mirror=mirror)
         err_console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    file: Annotated[Path, typer.Argument(help="the text (or any file, with --tokenizer byte)")],
+    tokenizer: Annotated[str, typer.Option(help="char or byte")] = "char",
+    val_split: Annotated[
+        float, typer.Option("--val-split", "--val_split", help="as train's --val-split")
+    ] = 0.1,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-dir",
+            help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside FILE)",
+        ),
+    ] = None,
+) -> None:
+    """Encode FILE into the token cache that `myllm train --data FILE` then memory-maps."""
+    import time
+
+    from myllm.config import TrainConfig
+    from myllm.corpus_files import byte_progress
+    from myllm.token_cache import load_cached_tokens
+
+    TrainConfig(val_split=val_split, tokenizer=tokenizer)  # the same checks as train's
+    started = time.perf_counter()
+    with byte_progress(err_console, transient=False) as progress:
+        cached = load_cached_tokens(file, tokenizer, val_split, cache_dir, progress)
+    seconds = time.perf_counter() - started
+    size_mb = file.stat().st_size / 1e6
+    state = "written" if cached.built else "already up to date"
+    err_console.print(
+        f"Token cache {cached.path} {state}: {len(cached.tokens):,} tokens "
+        f"({cached.tokens.dtype}), vocabulary {cached.tokenizer.vocab_size}, split at "
+        f"{cached.split:,}; {size_mb:,.1f} MB in {seconds:.1f} s "
+        f"({size_mb / max(seconds, 1e-9):,.1f} MB/s).",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # --- plot ---

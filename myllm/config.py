@@ -88,6 +88,8 @@ class TrainConfig:
     log_interval: int = 10
     sample_every_epochs: int = 5
     device: str = "auto"
+    tokenizer: str = "char"  # char or byte (byte: any file, losses in bits per byte)
+    cache_dir: str | None = None  # token cache folder; None: $MYLLM_CACHE or beside the text
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,6 +112,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.beta2 < 1.0:
             raise UserError(f"beta2 {self.beta2} is outside [0, 1): use e.g. --beta2 0.95")
+        if self.tokenizer not in ("char", "byte"):
+            raise UserError(
+                f"tokenizer {self.tokenizer!r} is unknown: use --tokenizer char or byte"
+            )
         if self.weight_decay < 0:
             raise UserError(f"weight_decay {self.weight_decay} is negative: use 0 or more")
 

@@ -39,32 +39,39 @@ def read_text(path: str | Path) -> str:
 class Corpus:
     """The encoded train and validation tokens of one text, with its tokenizer."""
 
-    tokenizer: CharTokenizer
-    train_tokens: np.ndarray  # [N_train] int32
-    val_tokens: np.ndarray  # [N_val] int32
+    tokenizer: CharTokenizer  # or a ByteTokenizer (byte mode): the same interface
+    train_tokens: np.ndarray  # [N_train] int32, or the token cache's memory-mapped uint8/16/32
+    val_tokens: np.ndarray  # [N_val]
 
 
 def prepare_corpus(
     text: str, block_size: int, val_split: float, tokenizer: CharTokenizer | None = None
 ) -> Corpus:
     """Encode `text` and split it at int(len * (1 - val_split)), as the reference does."""
-    if len(text) < block_size + 1:
-        raise UserError(
-            f"the text has {len(text)} characters, fewer than block_size + 1 = {block_size + 1}: "
-            "use a longer text or a smaller --block-size"
-        )
     tokenizer = tokenizer or CharTokenizer.build_vocab(text)
     tokens = tokenizer.encode_array(text)
     split = int(len(tokens) * (1 - val_split))
     train_tokens, val_tokens = tokens[:split], tokens[split:]
-    for name, part in (("training", train_tokens), ("validation", val_tokens)):
-        if len(part) < block_size + 1:
+    check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size)
+    return Corpus(tokenizer, train_tokens, val_tokens)
+
+
+def check_corpus_sizes(
+    num_tokens: int, num_train: int, num_val: int, block_size: int, unit: str = "character"
+) -> None:
+    """Each split must hold at least one window of block_size + 1 tokens."""
+    if num_tokens < block_size + 1:
+        raise UserError(
+            f"the text has {num_tokens} {unit}s, fewer than block_size + 1 = {block_size + 1}: "
+            "use a longer text or a smaller --block-size"
+        )
+    for name, size in (("training", num_train), ("validation", num_val)):
+        if size < block_size + 1:
             raise UserError(
-                f"the {name} split has {len(part)} characters, too few for one window of "
+                f"the {name} split has {size} {unit}s, too few for one window of "
                 f"block_size + 1 = {block_size + 1}: adjust --val-split or use a smaller "
                 "--block-size or a longer text"
             )
-    return Corpus(tokenizer, train_tokens, val_tokens)
 
 
 def windows(
@@ -72,7 +79,8 @@ def windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """x = tokens[s : s+block_size], y = tokens[s+1 : s+block_size+1] for each start s."""
     offsets = np.arange(block_size + 1)
-    window = tokens[starts[:, None] + offsets]  # [B, block_size + 1]
+    # int32 whatever the storage (a memory-mapped cache holds uint8 / uint16 / uint32 tokens)
+    window = np.asarray(tokens[starts[:, None] + offsets], dtype=np.int32)  # [B, block_size + 1]
     return window[:, :-1], window[:, 1:]
 
 

@@ -19,14 +19,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from myllm.backends import load_backend
 from myllm.checkpoint import Checkpoint, TrainingState, read_checkpoint, write_checkpoint
 from myllm.config import ModelConfig, TrainConfig
-from myllm.data import BatchSampler, prepare_corpus, read_text, validation_batches
+from myllm.corpus_files import load_corpus
+from myllm.data import BatchSampler, validation_batches
 from myllm.errors import UserError
+from myllm.evaluation_plan import plan_evaluation
 from myllm.generation import generate_tokens
 from myllm.interrupts import GracefulStop
 from myllm.run_files import MetricsLog, RunFiles
 from myllm.sampling import SamplingSettings
 from myllm.schedule import CosineSchedule
-from myllm.tokenizer import CharTokenizer
+from myllm.tokenizers import Tokenizer, load_tokenizer, unit_name
 
 SAMPLE_SETTINGS = SamplingSettings(temperature=0.8, top_k=0, top_p=1.0, max_new_tokens=200)
 
@@ -55,8 +57,15 @@ def run_training(
     backend = load_backend(backend_name)
     checkpoint = read_checkpoint(resume) if resume else None
     tokenizer = load_resume_tokenizer(resume, checkpoint) if checkpoint else None
-    text = read_text(resolve_data_path(train_config, console))
-    corpus = prepare_corpus(text, train_config.block_size, train_config.val_split, tokenizer)
+    corpus = load_corpus(
+        resolve_data_path(train_config, console),
+        train_config.block_size,
+        train_config.val_split,
+        train_config.tokenizer,
+        train_config.cache_dir,
+        tokenizer,
+        console,
+    )
     if checkpoint is not None:
         model_config = checkpoint.model_config
         check_resume_matches(model_config, train_config, model_settings)
@@ -84,14 +93,14 @@ def resolve_data_path(config: TrainConfig, console: Console) -> Path:
     return path
 
 
-def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> CharTokenizer:
+def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> Tokenizer:
     """The tokenizer.json beside the checkpoint, checked against the model's vocabulary."""
-    tokenizer = CharTokenizer.load(resume.parent / "tokenizer.json")
+    tokenizer = load_tokenizer(resume.parent / "tokenizer.json")
     check_tokenizer_matches(tokenizer, checkpoint.model_config, resume)
     return tokenizer
 
 
-def check_tokenizer_matches(tokenizer: CharTokenizer, config: ModelConfig, path: Path) -> None:
+def check_tokenizer_matches(tokenizer: Tokenizer, config: ModelConfig, path: Path) -> None:
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(
             f"tokenizer has {tokenizer.vocab_size} characters but checkpoint {path} was trained "
@@ -141,6 +150,9 @@ class TrainingRun:
         )
         self.state = TrainingState()
         self.last_train_loss: float | None = None
+        self.evaluation = plan_evaluation(
+            len(corpus.val_tokens), config.block_size, config.batch_size, config.eval_iters
+        )
 
     # --- the loop ---
 
@@ -225,8 +237,12 @@ class TrainingRun:
                     "world_size": self.trainer.world_size,
                     "resumed_from": str(resume) if resume else None,
                     "total_steps": self.total_steps,
+                    "tokenizer": self.config.tokenizer,
+                    "evaluation": self.evaluation.to_dict(),
                 }
             )
+            if self.evaluation.reason != "--eval-iters":
+                self.console.print(self.evaluation.describe(), highlight=False)
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -278,7 +294,7 @@ class TrainingRun:
             self.corpus.val_tokens,
             config.block_size,
             config.batch_size,
-            config.eval_iters,
+            self.evaluation.eval_iters,
             config.seed,
         )
         val_loss = self.trainer.evaluate(batches)
@@ -291,12 +307,14 @@ class TrainingRun:
                 "val_loss": val_loss,
                 "train_loss": self.last_train_loss,
                 "tokens_seen": self.state.step * config.batch_size * config.block_size,
+                "val_bits_per_token": val_loss / math.log(2),
             }
         )
         if self.is_main:
             self.console.print(
                 f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
-                f"val loss {val_loss:.4f}"
+                f"val loss {val_loss:.4f} ({val_loss / math.log(2):.4f} bits per "
+                f"{unit_name(config.tokenizer)})"
             )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss
