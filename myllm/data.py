@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from myllm.errors import UserError
+from myllm.permutation import FeistelPermutation
 from myllm.tokenizer import CharTokenizer
 
 
@@ -89,7 +90,12 @@ class BatchSampler:
 
     Like the reference's DataLoader(shuffle=True), the last batch of an epoch may be smaller.
     `rank` / `world_size` select a contiguous shard of each global batch for data parallelism.
+    Up to EXACT_SHUFFLE_MAX_WINDOWS windows an epoch's order is numpy's permutation, held in
+    memory (4 bytes a window); past it, a FeistelPermutation computed a batch at a time, so a
+    1 GB text does not need 4 GB of order.
     """
+
+    EXACT_SHUFFLE_MAX_WINDOWS = 1 << 27
 
     def __init__(
         self,
@@ -109,15 +115,27 @@ class BatchSampler:
         self.num_windows = len(tokens) - block_size
         self.steps_per_epoch = math.ceil(self.num_windows / batch_size)
         self._cached_epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
+        self._order = np.empty(0, dtype=np.int32)
+        self._permutation: FeistelPermutation | None = None
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The start indices of `epoch` in visiting order (a permutation of all starts)."""
         if epoch != self._cached_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._order = rng.permutation(self.num_windows)
+            # rng.permutation(n) is arange(n) shuffled in place: int32 halves its memory and
+            # gives the same order.
+            self._order = np.arange(self.num_windows, dtype=np.int32)
+            np.random.default_rng([self.seed, epoch]).shuffle(self._order)
             self._cached_epoch = epoch
         return self._order
+
+    def batch_starts(self, epoch: int, first: int, stop: int) -> np.ndarray:
+        """Positions first..stop-1 of `epoch`'s visiting order."""
+        if self.num_windows <= self.EXACT_SHUFFLE_MAX_WINDOWS:
+            return self.epoch_order(epoch)[first:stop]
+        if self._permutation is None or epoch != self._cached_epoch:
+            self._permutation = FeistelPermutation(self.num_windows, [self.seed, epoch, 0xFE15])
+            self._cached_epoch = epoch
+        return self._permutation[np.arange(first, min(stop, self.num_windows))]
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -125,8 +143,9 @@ class BatchSampler:
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (x, y) of global step `step` for this rank: int32 arrays [B, block_size]."""
         index = step % self.steps_per_epoch
-        order = self.epoch_order(self.epoch_of(step))
-        starts = order[index * self.batch_size : (index + 1) * self.batch_size]
+        starts = self.batch_starts(
+            self.epoch_of(step), index * self.batch_size, (index + 1) * self.batch_size
+        )
         return windows(self.tokens, shard_rows(starts, self.rank, self.world_size), self.block_size)
 
 
