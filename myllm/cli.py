@@ -119,6 +119,13 @@ def train(
             help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)",
         ),
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="model shape, block and batch size: reference, medium, large, gpt2-small "
+            "(flags override it; sizes in README)"
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.checkpoint import read_checkpoint
@@ -137,6 +144,12 @@ def train(
     model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
                       "dropout": dropout}  # fmt: skip
     model_settings = {name: value for name, value in model_settings.items() if value is not None}
+    if preset is not None:
+        from myllm.presets import get_preset
+
+        chosen = get_preset(preset)
+        model_settings = {**chosen.model_settings(), **model_settings}
+        given = {"block_size": chosen.block_size, "batch_size": chosen.batch_size, **given}
     stored: dict[str, Any] = {}
     if resume is not None:
         stored = read_checkpoint(resume).train_config or {}
