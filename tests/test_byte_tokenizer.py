@@ -93,3 +93,23 @@ def test_byte_mode_trains_on_non_utf8_and_reports_bits(tmp_path):
     assert evaluation["val_bits_per_token"] == pytest.approx(evaluation["val_loss"] / math.log(2))
     run_info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run_info["tokenizer"] == "byte" and run_info["evaluation"]["eval_iters"] == 4
+
+
+def test_streamed_generation_prints_whole_characters_in_byte_mode(monkeypatch):
+    import myllm.repl as repl
+    from myllm.sampling import SamplingSettings
+
+    tokenizer = ByteTokenizer.build_vocab("é")  # ids 0, 1 = bytes 0xa9, 0xc3
+    assert tokenizer.encode("é") == [1, 0]
+
+    def fake_generate_tokens(decoder, ids, settings, rng, num_samples, use_kv_cache):
+        yield from (np.array([token]) for token in [1, 0, 1, 0])  # "é" twice, a byte at a time
+
+    monkeypatch.setattr(repl, "generate_tokens", fake_generate_tokens)
+    chunks: list[str] = []
+    out = type(
+        "Out", (), {"write": lambda self, text: chunks.append(text), "flush": lambda self: None}
+    )()
+    request = repl.GenerationRequest(tokenizer, SamplingSettings(), np.random.default_rng(0))
+    assert repl.generate_text(None, request, "é", out) == ["éé"]
+    assert chunks == ["", "é", "", "é"]
