@@ -183,3 +183,18 @@ def test_evaluation_full_pass_when_small_sampled_when_large_eval_iters_wins():
     assert large.eval_iters == SAMPLED_EVAL_BATCHES and large.to_dict()["mode"] == "sampled"
     assert "sample of 256 batches of 64" in large.describe()
     assert plan_evaluation(10**8, 128, 64, 5).eval_iters == 5
+
+
+def test_data_prepare_builds_then_finds_the_cache(text_file, tmp_path):
+    from typer.testing import CliRunner
+
+    from myllm import cli
+
+    args = ["data", "prepare", str(text_file), "--cache-dir", str(tmp_path / "cache")]
+    first = CliRunner().invoke(cli.app, args)
+    second = CliRunner().invoke(cli.app, args)
+    assert first.exit_code == 0 and "written" in first.output, first.output
+    assert second.exit_code == 0 and "already up to date" in second.output
+    assert len(list((tmp_path / "cache").glob("*.tokens"))) == 1
+    bad = CliRunner().invoke(cli.app, [*args, "--tokenizer", "word"])
+    assert isinstance(bad.exception, UserError) and "--tokenizer char or byte" in str(bad.exception)
