@@ -81,9 +81,19 @@ class CachedTokens:
 
 
 def resolve_cache_dir(data_path: Path, cache_dir: str | Path | None = None) -> Path:
-    """--cache-dir, else $MYLLM_CACHE, else `.myllm_cache/` beside the text."""
+    """--cache-dir, else $MYLLM_CACHE, else `.myllm_cache/` beside the text.
+
+    A text in a folder this process cannot write (a read-only mount, someone else's data) gets
+    the user's cache folder instead: $XDG_CACHE_HOME/myllm, by default ~/.cache/myllm.
+    """
     chosen = cache_dir or os.environ.get(CACHE_ENV)
-    return Path(chosen) if chosen else Path(data_path).resolve().parent / DEFAULT_CACHE_FOLDER
+    if chosen:
+        return Path(chosen)
+    beside = Path(data_path).resolve().parent / DEFAULT_CACHE_FOLDER
+    writable = beside if beside.is_dir() else beside.parent
+    if os.access(writable, os.W_OK):
+        return beside
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "myllm"
 
 
 def cache_file_name(sha256: str, mode: str, val_split: float) -> str:

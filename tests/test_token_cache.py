@@ -141,13 +141,18 @@ def test_vocabulary_larger_than_a_byte_uses_uint16(tmp_path):
     np.testing.assert_array_equal(result.tokens, CharTokenizer.build_vocab(text).encode_array(text))
 
 
-def test_cache_folder_flag_then_environment_then_beside_the_data(tmp_path, monkeypatch):
+def test_cache_folder_flag_then_env_then_beside_the_data_else_user_cache(tmp_path, monkeypatch):
     data = tmp_path / "corpus" / "input.txt"
+    data.parent.mkdir()
     monkeypatch.delenv(token_cache.CACHE_ENV, raising=False)
     assert resolve_cache_dir(data) == data.parent.resolve() / ".myllm_cache"
     monkeypatch.setenv(token_cache.CACHE_ENV, str(tmp_path / "env"))
     assert resolve_cache_dir(data) == tmp_path / "env"
     assert resolve_cache_dir(data, tmp_path / "flag") == tmp_path / "flag"
+    monkeypatch.delenv(token_cache.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(token_cache.os, "access", lambda path, mode: False)  # a read-only folder
+    assert resolve_cache_dir(data) == tmp_path / "xdg" / "myllm"
 
 
 def test_missing_and_empty_files_are_user_errors(tmp_path):
