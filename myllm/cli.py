@@ -307,6 +307,8 @@ def data_prepare(
     from myllm.token_cache import load_cached_tokens
 
     TrainConfig(val_split=val_split, tokenizer=tokenizer)  # the same checks as train's
+    if not file.is_file():
+        raise UserError(f"{file} not found: pass an existing FILE (`myllm data fetch` gets some)")
     started = time.perf_counter()
     with byte_progress(err_console, transient=False) as progress:
         cached = load_cached_tokens(file, tokenizer, val_split, cache_dir, progress)
