@@ -78,8 +78,7 @@ def load_corpus(
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(byte_progress(console)) if console else None
         cached = load_cached_tokens(data_path, mode, val_split, cache_dir, progress)
-    if cached.built and console is not None:
-        report_build(console, data_path, cached, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
     tokens = cached.tokens
     if tokenizer is not None:
         tokens = renumber(cached, tokenizer)
@@ -87,6 +86,8 @@ def load_corpus(
         tokenizer = cached.tokenizer
     train_tokens, val_tokens = tokens[: cached.split], tokens[cached.split :]
     check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size, unit_name(mode))
+    if cached.built and console is not None:  # after the checks: bad input gets one line
+        report_build(console, data_path, cached, seconds)
     return Corpus(tokenizer, train_tokens, val_tokens)
 
 
