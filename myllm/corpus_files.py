@@ -8,7 +8,6 @@ tokens re-numbered into that tokenizer's ids (an in-memory copy, the one case th
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,11 +73,9 @@ def load_corpus(
             f"--tokenizer {mode} differs from the checkpoint's {tokenizer_mode(tokenizer)} "
             "tokenizer: drop the flag when resuming"
         )
-    started = time.perf_counter()
     with contextlib.ExitStack() as stack:
         progress = stack.enter_context(byte_progress(console)) if console else None
         cached = load_cached_tokens(data_path, mode, val_split, cache_dir, progress)
-    seconds = time.perf_counter() - started
     tokens = cached.tokens
     if tokenizer is not None:
         tokens = renumber(cached, tokenizer)
@@ -86,21 +83,7 @@ def load_corpus(
         tokenizer = cached.tokenizer
     train_tokens, val_tokens = tokens[: cached.split], tokens[cached.split :]
     check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size, unit_name(mode))
-    if cached.built and console is not None:  # after the checks: bad input gets one line
-        report_build(console, data_path, cached, seconds)
     return Corpus(tokenizer, train_tokens, val_tokens)
-
-
-def report_build(console: Console, data_path: Path, cached: CachedTokens, seconds: float) -> None:
-    size_mb = data_path.stat().st_size / 1e6
-    why = ""
-    if cached.rebuilt_because:
-        why = f" (the previous one was damaged: {cached.rebuilt_because})"
-    console.print(
-        f"Token cache {cached.path} written{why}: {len(cached.tokens):,} tokens, "
-        f"{size_mb:,.1f} MB of text in {seconds:.1f} s ({size_mb / max(seconds, 1e-9):,.1f} MB/s).",
-        highlight=False,
-    )
 
 
 def renumber(cached: CachedTokens, tokenizer: Tokenizer) -> np.ndarray:
