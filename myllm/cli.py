@@ -21,7 +21,9 @@ app = typer.Typer(
     help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
 )
 data_app = typer.Typer(
-    context_settings=HELP_OPTIONS, no_args_is_help=True, help="List and fetch the training corpora."
+    context_settings=HELP_OPTIONS,
+    no_args_is_help=True,
+    help="List, fetch and prepare (tokenize once) the training corpora.",
 )
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
@@ -213,6 +215,24 @@ def train(
         bool,
         typer.Option("--print-config", help="print the resolved settings as a config file, exit"),
     ] = False,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="char, or byte: any file, losses in bits per byte (default: char)"),
+    ] = None,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-dir",
+            help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)",
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="model shape, block and batch size: reference, medium, large, gpt2-small "
+            "(flags override it; sizes in README)"
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.backends import check_backend_name
@@ -227,7 +247,8 @@ def train(
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
         "beta2": beta2, "weight_decay": weight_decay, "tf32": tf32,
-        "save_interval": save_interval, "save_minutes": save_minutes,
+        "save_interval": save_interval, "save_minutes": save_minutes, "tokenizer": tokenizer,
+        "cache_dir": cache_dir,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_given = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
@@ -240,6 +261,12 @@ def train(
         model_given = {**from_file.model, **model_given}
         backend = backend or from_file.run.get("backend")
         file_format = from_file.format
+    if preset is not None:
+        from myllm.presets import get_preset
+
+        chosen = get_preset(preset)
+        model_given = {**chosen.model_settings(), **model_given}
+        given = {"block_size": chosen.block_size, "batch_size": chosen.batch_size, **given}
     model_settings = ModelSettings(**model_given)
     if resume is None:
         train_config, resume_point = TrainConfig(**given), None
@@ -298,12 +325,12 @@ def generate(
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.resume import check_tokenizer_matches
     from myllm.sampling import SamplingSettings
-    from myllm.tokenizer import CharTokenizer
+    from myllm.tokenizers import load_tokenizer
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     check_seed(seed)
     loaded = read_checkpoint(checkpoint)
-    char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
+    char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     decoder = load_backend(backend or native_backend(checkpoint)).load_decoder(loaded, device)
     request = GenerationRequest(
@@ -426,11 +453,11 @@ def convert(
 
 def check_same_tokenizer(source: Path, destination: Path) -> None:
     """convert beside another run's tokenizer.json: only when it is the same vocabulary."""
-    from myllm.tokenizer import CharTokenizer
+    from myllm.tokenizers import load_tokenizer
 
     if source.resolve() == destination.resolve():
         return
-    if CharTokenizer.load(source).chars != CharTokenizer.load(destination).chars:
+    if load_tokenizer(source).to_json() != load_tokenizer(destination).to_json():
         raise UserError(
             f"{destination} holds another vocabulary than {source}: the converted checkpoint "
             "would decode through the wrong tokenizer; convert into another folder"
@@ -531,6 +558,47 @@ def data_fetch(
     for name in names:
         path = fetch(name, dest_dir=dest, mirror=mirror)
         err_console.print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    file: Annotated[Path, typer.Argument(help="the text (or any file, with --tokenizer byte)")],
+    tokenizer: Annotated[str, typer.Option(help="char or byte")] = "char",
+    val_split: Annotated[
+        float, typer.Option("--val-split", "--val_split", help="as train's --val-split")
+    ] = 0.1,
+    cache_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--cache-dir",
+            help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside FILE)",
+        ),
+    ] = None,
+) -> None:
+    """Encode FILE into the token cache that `myllm train --data FILE` then memory-maps."""
+    import time
+
+    from myllm.config import TrainConfig
+    from myllm.corpus_files import byte_progress
+    from myllm.token_cache import load_cached_tokens
+
+    TrainConfig(val_split=val_split, tokenizer=tokenizer)  # the same checks as train's
+    if not file.is_file():
+        raise UserError(f"{file} not found: pass an existing FILE (`myllm data fetch` gets some)")
+    started = time.perf_counter()
+    with byte_progress(err_console, transient=False) as progress:
+        cached = load_cached_tokens(file, tokenizer, val_split, cache_dir, progress)
+    seconds = time.perf_counter() - started
+    size_mb = file.stat().st_size / 1e6
+    state = "written" if cached.built else "already up to date"
+    err_console.print(
+        f"Token cache {cached.path} {state}: {len(cached.tokens):,} tokens "
+        f"({cached.tokens.dtype}), vocabulary {cached.tokenizer.vocab_size}, split at "
+        f"{cached.split:,}; {size_mb:,.1f} MB in {seconds:.1f} s "
+        f"({size_mb / max(seconds, 1e-9):,.1f} MB/s).",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 # --- plot ---

@@ -97,6 +97,8 @@ class TrainConfig:
     # float32 matmuls in TF32 on GPUs that have it (CUDA; MLX's NAX kernels on the newest Apple
     # GPUs): faster, 10-bit mantissa. Off: float32 means float32 on every backend and device.
     tf32: bool = False
+    tokenizer: str = "char"  # char or byte (byte: any file, losses in bits per byte)
+    cache_dir: str | None = None  # token cache folder; None: $MYLLM_CACHE or beside the text
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,6 +122,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.beta2 < 1.0:
             raise UserError(f"beta2 {self.beta2} is outside [0, 1): use e.g. --beta2 0.95")
+        if self.tokenizer not in ("char", "byte"):
+            raise UserError(
+                f"tokenizer {self.tokenizer!r} is unknown: use --tokenizer char or byte"
+            )
         if self.weight_decay < 0:
             raise UserError(f"weight_decay {self.weight_decay} is negative: use 0 or more")
         check_seed(self.seed)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from myllm.errors import UserError
+from myllm.permutation import FeistelPermutation
 from myllm.tokenizer import CharTokenizer
 
 
@@ -51,40 +52,52 @@ def read_text(path: str | Path) -> str:
 class Corpus:
     """The encoded train and validation tokens of one text, with its tokenizer."""
 
-    tokenizer: CharTokenizer
-    train_tokens: np.ndarray  # [N_train] int32
-    val_tokens: np.ndarray  # [N_val] int32
+    tokenizer: CharTokenizer  # or a ByteTokenizer (byte mode): the same interface
+    train_tokens: np.ndarray  # [N_train] int32, or the token cache's memory-mapped uint8/16/32
+    val_tokens: np.ndarray  # [N_val]
 
 
 def prepare_corpus(
     text: str, block_size: int, val_split: float, tokenizer: CharTokenizer | None = None
 ) -> Corpus:
     """Encode `text` and split it at int(len * (1 - val_split)), as the reference does."""
-    if len(text) < block_size + 1:
-        raise UserError(
-            f"the text has {len(text)} characters, fewer than block_size + 1 = {block_size + 1}: "
-            "use a longer text or a smaller --block-size"
-        )
     if tokenizer is not None:  # a resumed run's vocabulary: the text must not go beyond it
-        unknown = tokenizer.unknown_characters(text)
-        if unknown:
-            shown = " ".join(repr(ch) for ch in unknown[:20])
-            raise UserError(
-                f"the text has {len(unknown)} character(s) not in the resumed run's vocabulary: "
-                f"{shown}; resume with the --data the run was trained on"
-            )
+        check_known_characters(tokenizer, sorted(set(text)))
     tokenizer = tokenizer or CharTokenizer.build_vocab(text)
     tokens = tokenizer.encode_array(text)
     split = int(len(tokens) * (1 - val_split))
     train_tokens, val_tokens = tokens[:split], tokens[split:]
-    for name, part in (("training", train_tokens), ("validation", val_tokens)):
-        if len(part) < block_size + 1:
+    check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size)
+    return Corpus(tokenizer, train_tokens, val_tokens)
+
+
+def check_known_characters(tokenizer: CharTokenizer, characters: list[str]) -> None:
+    """A resumed run's vocabulary must hold every character of the text it trains on."""
+    unknown = [ch for ch in characters if ch not in tokenizer.char_to_idx]
+    if unknown:
+        shown = " ".join(repr(ch) for ch in unknown[:20])
+        raise UserError(
+            f"the text has {len(unknown)} character(s) not in the resumed run's vocabulary: "
+            f"{shown}; resume with the --data the run was trained on"
+        )
+
+
+def check_corpus_sizes(
+    num_tokens: int, num_train: int, num_val: int, block_size: int, unit: str = "character"
+) -> None:
+    """Each split must hold at least one window of block_size + 1 tokens."""
+    if num_tokens < block_size + 1:
+        raise UserError(
+            f"the text has {num_tokens} {unit}s, fewer than block_size + 1 = {block_size + 1}: "
+            "use a longer text or a smaller --block-size"
+        )
+    for name, size in (("training", num_train), ("validation", num_val)):
+        if size < block_size + 1:
             raise UserError(
-                f"the {name} split has {len(part)} characters, too few for one window of "
+                f"the {name} split has {size} {unit}s, too few for one window of "
                 f"block_size + 1 = {block_size + 1}: adjust --val-split or use a smaller "
                 "--block-size or a longer text"
             )
-    return Corpus(tokenizer, train_tokens, val_tokens)
 
 
 def windows(
@@ -92,7 +105,8 @@ def windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """x = tokens[s : s+block_size], y = tokens[s+1 : s+block_size+1] for each start s."""
     offsets = np.arange(block_size + 1)
-    window = tokens[starts[:, None] + offsets]  # [B, block_size + 1]
+    # int32 whatever the storage (a memory-mapped cache holds uint8 / uint16 / uint32 tokens)
+    window = np.asarray(tokens[starts[:, None] + offsets], dtype=np.int32)  # [B, block_size + 1]
     return window[:, :-1], window[:, 1:]
 
 
@@ -101,7 +115,12 @@ class BatchSampler:
 
     Like the reference's DataLoader(shuffle=True), the last batch of an epoch may be smaller.
     `rank` / `world_size` select a contiguous shard of each global batch for data parallelism.
+    Up to EXACT_SHUFFLE_MAX_WINDOWS windows an epoch's order is numpy's permutation, held in
+    memory (4 bytes a window); past it, a FeistelPermutation computed a batch at a time, so a
+    1 GB text does not need 4 GB of order.
     """
+
+    EXACT_SHUFFLE_MAX_WINDOWS = 1 << 27
 
     def __init__(
         self,
@@ -121,15 +140,27 @@ class BatchSampler:
         self.num_windows = len(tokens) - block_size
         self.steps_per_epoch = math.ceil(self.num_windows / batch_size)
         self._cached_epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
+        self._order = np.empty(0, dtype=np.int32)
+        self._permutation: FeistelPermutation | None = None
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """The start indices of `epoch` in visiting order (a permutation of all starts)."""
         if epoch != self._cached_epoch:
-            rng = np.random.default_rng([self.seed, epoch])
-            self._order = rng.permutation(self.num_windows)
+            # rng.permutation(n) is arange(n) shuffled in place: int32 halves its memory and
+            # gives the same order.
+            self._order = np.arange(self.num_windows, dtype=np.int32)
+            np.random.default_rng([self.seed, epoch]).shuffle(self._order)
             self._cached_epoch = epoch
         return self._order
+
+    def batch_starts(self, epoch: int, first: int, stop: int) -> np.ndarray:
+        """Positions first..stop-1 of `epoch`'s visiting order."""
+        if self.num_windows <= self.EXACT_SHUFFLE_MAX_WINDOWS:
+            return self.epoch_order(epoch)[first:stop]
+        if self._permutation is None or epoch != self._cached_epoch:
+            self._permutation = FeistelPermutation(self.num_windows, [self.seed, epoch, 0xFE15])
+            self._cached_epoch = epoch
+        return self._permutation[np.arange(first, min(stop, self.num_windows))]
 
     def epoch_of(self, step: int) -> int:
         return step // self.steps_per_epoch
@@ -142,8 +173,9 @@ class BatchSampler:
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The (x, y) of global step `step` for this rank: int32 arrays [B, block_size]."""
         index = step % self.steps_per_epoch
-        order = self.epoch_order(self.epoch_of(step))
-        starts = order[index * self.batch_size : (index + 1) * self.batch_size]
+        starts = self.batch_starts(
+            self.epoch_of(step), index * self.batch_size, (index + 1) * self.batch_size
+        )
         return windows(self.tokens, shard_rows(starts, self.rank, self.world_size), self.block_size)
 
 

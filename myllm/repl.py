@@ -16,6 +16,7 @@ from myllm.errors import UserError
 from myllm.generation import generate_tokens
 from myllm.sampling import SamplingSettings
 from myllm.tokenizer import CharTokenizer
+from myllm.tokenizers import stream_decoder
 
 HELP = """Type a prompt and press Enter; end a line with \\ to continue the prompt on the next line.
 Commands:
@@ -56,6 +57,7 @@ def generate_text(
     printed one after the other. Returns the continuations (without the prompt).
     """
     ids = encode_prompt(request.tokenizer, prompt, request.skip_unknown)
+    decode_next = stream_decoder(request.tokenizer)  # byte mode: a character may span tokens
     produced: list[list[int]] = [[] for _ in range(request.num_samples)]
     steps = generate_tokens(
         decoder, ids, request.settings, request.rng, request.num_samples, request.use_kv_cache
@@ -64,7 +66,7 @@ def generate_text(
         for sample, token in zip(produced, next_ids, strict=True):
             sample.append(int(token))
         if out is not None and request.num_samples == 1:
-            out.write(request.tokenizer.decode([int(next_ids[0])]))
+            out.write(decode_next(int(next_ids[0])))
             out.flush()
     texts = [request.tokenizer.decode(sample) for sample in produced]
     if out is not None and request.num_samples > 1:

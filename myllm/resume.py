@@ -13,7 +13,7 @@ from typing import Any
 from myllm.checkpoint import Checkpoint, read_checkpoint
 from myllm.config import MACHINE_SETTINGS, ModelConfig, ModelSettings, TrainConfig
 from myllm.errors import UserError
-from myllm.tokenizer import CharTokenizer
+from myllm.tokenizers import Tokenizer, load_tokenizer
 
 
 @dataclass
@@ -42,16 +42,16 @@ def resumed_train_config(stored: dict[str, Any], given: dict[str, Any]) -> Train
     return TrainConfig.from_dict({**kept, **given})
 
 
-def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> CharTokenizer:
+def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> Tokenizer:
     """The tokenizer.json beside the checkpoint, checked against the model's vocabulary."""
-    tokenizer = CharTokenizer.load(
+    tokenizer = load_tokenizer(
         resume.parent / "tokenizer.json", fix="put the run's tokenizer.json beside the checkpoint"
     )
     check_tokenizer_matches(tokenizer, checkpoint.model_config, resume)
     return tokenizer
 
 
-def check_tokenizer_matches(tokenizer: CharTokenizer, config: ModelConfig, path: Path) -> None:
+def check_tokenizer_matches(tokenizer: Tokenizer, config: ModelConfig, path: Path) -> None:
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(
             f"tokenizer has {tokenizer.vocab_size} characters but checkpoint {path} was trained "

@@ -20,9 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from myllm.backends import CHECKPOINT_SUFFIXES, backend_names, is_installed, load_backend
 from myllm.checkpoint import TrainingState, write_checkpoint
 from myllm.config import TRAINING_SAMPLE, ModelConfig, ModelSettings, TrainConfig
-from myllm.data import BatchSampler, prepare_corpus, read_text, validation_batches
+from myllm.corpus_files import load_corpus
+from myllm.data import BatchSampler, validation_batches
 from myllm.errors import UserError
 from myllm.evaluation import bits_per_character
+from myllm.evaluation_plan import plan_evaluation
 from myllm.generation import generate_tokens
 from myllm.interrupts import GracefulStop
 from myllm.memory_estimate import check_step_fits, physical_memory
@@ -35,6 +37,7 @@ from myllm.run_directory import (
 )
 from myllm.run_files import MetricsLog, RunFiles
 from myllm.schedule import CosineSchedule
+from myllm.tokenizers import unit_name
 
 T = TypeVar("T")
 # Each backend's checkpoint extension, known before the backend (and its framework) is imported.
@@ -77,8 +80,15 @@ def run_training(
         check_new_run_directory(Path(train_config.checkpoint_dir), suffix, overwrite)
     checkpoint = resume.checkpoint if resume else None
     tokenizer = load_resume_tokenizer(resume.path, checkpoint) if resume else None
-    text = read_text(resolve_data_path(train_config, console))
-    corpus = prepare_corpus(text, train_config.block_size, train_config.val_split, tokenizer)
+    corpus = load_corpus(
+        resolve_data_path(train_config, console),
+        train_config.block_size,
+        train_config.val_split,
+        train_config.tokenizer,
+        train_config.cache_dir,
+        tokenizer,
+        console,
+    )
     if checkpoint is not None:
         model_config = checkpoint.model_config
         check_resume_matches(model_config, train_config, model_settings)
@@ -184,6 +194,9 @@ class TrainingRun:
         )
         self.state = TrainingState()
         self.last_train_loss: float | None = None
+        self.evaluation = plan_evaluation(
+            len(corpus.val_tokens), config.block_size, config.batch_size, config.eval_iters
+        )
 
     # --- the loop ---
 
@@ -321,11 +334,15 @@ class TrainingRun:
                 "world_size": self.trainer.world_size,
                 "resumed_from": str(resume) if resume else None,
                 "total_steps": self.total_steps,
+                "tokenizer": self.config.tokenizer,
+                "evaluation": self.evaluation.to_dict(),
             }
             if self.continues_in_place:
                 self.files.add_resume_to_run_info({**info, "step": self.state.step})
             else:
                 self.files.write_run_info(info)
+            if self.evaluation.reason != "--eval-iters":
+                self.console.print(self.evaluation.describe(), highlight=False)
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -385,7 +402,7 @@ class TrainingRun:
             self.corpus.val_tokens,
             config.block_size,
             config.batch_size,
-            config.eval_iters,
+            self.evaluation.eval_iters,
             config.seed,
         )
         val_loss = self.trainer.evaluate(until_stopped(batches, self.stop))
@@ -405,7 +422,7 @@ class TrainingRun:
                 "step": self.state.step,
                 "epoch": self.sampler.epoch_of(self.state.step - 1),
                 "val_loss": val_loss,
-                "val_bpc": bits_per_character(val_loss),
+                "val_bpc": bits_per_character(val_loss),  # per byte in byte mode
                 "train_loss": self.last_train_loss,
                 "tokens_seen": self.state.step * config.batch_size * config.block_size,
             }
@@ -413,7 +430,8 @@ class TrainingRun:
         if self.is_main:
             self.console.print(
                 f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
-                f"val loss {val_loss:.4f}, val bpc {bits_per_character(val_loss):.4f}"
+                f"val loss {val_loss:.4f} ({val_loss / math.log(2):.4f} bits per "
+                f"{unit_name(config.tokenizer)})"
             )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss

@@ -135,8 +135,9 @@ def all_weights_finite(directory: Path, suffix: str) -> bool:
 
 
 def temp_files(directory: Path) -> list[Path]:
-    """Hidden files: the temporary files of saves that did not finish."""
-    return sorted(path for path in directory.iterdir() if path.name.startswith("."))
+    """Hidden files: the temporary files of saves that did not finish (not the token cache)."""
+    hidden = (path for path in directory.iterdir() if path.name.startswith("."))
+    return sorted(path for path in hidden if path.name != ".myllm_cache")
 
 
 # --- checkpoints ---
