@@ -106,6 +106,24 @@ def train(
     resume: Annotated[
         Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
     ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="compute dtype: auto (bfloat16 on CUDA / Apple GPUs, float32 on CPUs), "
+            "float32, bfloat16, float16; weights stay float32 (default: auto, or the resumed run's)"
+        ),
+    ] = None,
+    compile: Annotated[
+        str | None, typer.Option(help="compile the step: auto (torch: on for CUDA), on, off")
+    ] = None,
+    grad_accum_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--grad-accum-steps",
+            "--grad_accum_steps",
+            help="split each batch into N micro-batches, one optimizer step (default: 1)",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.checkpoint import read_checkpoint
@@ -118,6 +136,7 @@ def train(
         "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
         "beta2": beta2, "weight_decay": weight_decay,
+        "dtype": dtype, "compile": compile, "grad_accum_steps": grad_accum_steps,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_settings = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
@@ -158,10 +177,14 @@ def generate(
         typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)"),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: auto, float32, bfloat16, float16")
+    ] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import backend_for_checkpoint, load_backend
     from myllm.checkpoint import read_checkpoint
+    from myllm.precision import check_dtype
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.sampling import SamplingSettings
     from myllm.tokenizer import CharTokenizer
@@ -172,7 +195,8 @@ def generate(
     char_tokenizer = CharTokenizer.load(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     chosen = load_backend(backend or backend_for_checkpoint(checkpoint))
-    decoder = chosen.generate.Decoder(chosen.generate.load_model(loaded, device))
+    check_dtype(dtype)
+    decoder = chosen.generate.Decoder(chosen.generate.load_model(loaded, device), dtype)
     request = GenerationRequest(
         char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
     )

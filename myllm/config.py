@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from myllm.errors import UserError
+from myllm.precision import check_compile, check_dtype
 
 
 @dataclass
@@ -88,13 +89,16 @@ class TrainConfig:
     log_interval: int = 10
     sample_every_epochs: int = 5
     device: str = "auto"
+    dtype: str = "auto"  # compute dtype; weights and AdamW state stay float32 (myllm/precision.py)
+    compile: str = "auto"
+    grad_accum_steps: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "block_size", "log_interval"):
+        for name in ("epochs", "batch_size", "block_size", "log_interval", "grad_accum_steps"):
             _require_positive(name, getattr(self, name))
         for name in ("max_steps", "eval_interval", "eval_iters"):
             value = getattr(self, name)
@@ -112,6 +116,8 @@ class TrainConfig:
             raise UserError(f"beta2 {self.beta2} is outside [0, 1): use e.g. --beta2 0.95")
         if self.weight_decay < 0:
             raise UserError(f"weight_decay {self.weight_decay} is negative: use 0 or more")
+        check_dtype(self.dtype)
+        check_compile(self.compile)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

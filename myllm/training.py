@@ -67,6 +67,8 @@ def run_training(
             **model_settings,
         )
     trainer = backend.trainer.Trainer(model_config, train_config)
+    # The resolved dtype, not "auto", goes into run.json and checkpoints: a resume keeps it.
+    train_config.dtype = trainer.precision.dtype
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
     run = TrainingRun(backend_name, backend.checkpoint_suffix, trainer, train_config, corpus)
@@ -225,8 +227,19 @@ class TrainingRun:
                     "world_size": self.trainer.world_size,
                     "resumed_from": str(resume) if resume else None,
                     "total_steps": self.total_steps,
+                    "precision": {
+                        "dtype": self.trainer.precision.dtype,
+                        "compiled": self.trainer.compiled,
+                        "grad_accum_steps": self.config.grad_accum_steps,
+                    },
                 }
             )
+            self.console.print(
+                f"Training in {self.trainer.precision.describe()}, "
+                f"{self.config.grad_accum_steps} micro-batch(es) per step."
+            )
+            if self.trainer.precision.warning:
+                self.console.print(f"warning: {self.trainer.precision.warning}")
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -259,6 +272,7 @@ class TrainingRun:
             "tokens_per_second": tokens_per_second,
             "elapsed_s": round(elapsed_s, 3),
             "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
+            "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, this process
         }
         metrics.write(record)
 
