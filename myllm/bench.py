@@ -33,22 +33,24 @@ from myllm.config import ModelConfig, TrainConfig
 from myllm.data import BatchSampler
 from myllm.errors import UserError
 from myllm.generation import generate_tokens
+from myllm.precision import check_compile, check_dtype
 from myllm.sampling import SamplingSettings
 
 VOCAB_SIZE = 65  # Tiny Shakespeare's character vocabulary
 SYNTHETIC_TOKENS = 200_000  # speed does not depend on the text: seeded random tokens
 BATCHED_SAMPLES = 8
 PROMPT_IDS = [0]  # generation starts from a 1-token prompt
-MATMUL_SIZE = 2048  # square float32 matmul for the measured peak
+MATMUL_SIZE = 2048  # square matmul for the measured peak, in the dtype in use
+SWEEP_SQUARES = (512, 1024)  # smaller squares of the peak's sweep (those below matmul_size)
 MATMUL_SECONDS = 0.1  # each timed matmul sample runs about this long
-DTYPE = "float32"
 FLOP_FORMULA = (
     "training FLOPs/token = 6*N + 12*n_layers*T*d_model; forward FLOPs/token = 2*N + "
     "4*n_layers*T*d_model; N = non-embedding parameters (attention, feed-forward, biases, "
     "LayerNorms) + d_model*vocab for the lm_head matmul (its weight is the tied token "
     "embedding, so it is not a parameter of its own, but it is a full matmul per token); "
     "T = block_size; attention is counted over all T keys (PaLM's convention: the causal half "
-    "is not subtracted); MFU = achieved FLOP/s / measured matmul peak FLOP/s"
+    "is not subtracted); MFU = achieved FLOP/s / measured matmul peak FLOP/s, the peak being "
+    "the best of a sweep of matmuls (squares and the model's own GEMM shapes) in the dtype in use"
 )
 
 
@@ -94,6 +96,8 @@ class BenchSettings:
     device: str = "auto"
     seed: int = TrainConfig.seed
     matmul_size: int = MATMUL_SIZE  # not a CLI flag: the tests use a small one to stay fast
+    dtype: str = "auto"  # one value of `myllm bench --dtype` (the CLI runs each in turn)
+    compile: str = "auto"  # one value of `myllm bench --compile`
 
 
 @dataclass
@@ -110,6 +114,8 @@ class BenchPlan:
     device: str
     seed: int
     matmul_size: int
+    dtype: str = "auto"
+    compile: str = "auto"
 
     @property
     def block_size(self) -> int:
@@ -130,7 +136,8 @@ class BenchPlan:
             "matmul_size": self.matmul_size,
             "device": self.device,
             "seed": self.seed,
-            "dtype": DTYPE,
+            "dtype": self.dtype,  # as asked; each backend's report has the resolved one
+            "compile": self.compile,
             "data": f"synthetic: {SYNTHETIC_TOKENS} seeded random tokens, vocab {VOCAB_SIZE}",
         }
 
@@ -170,6 +177,8 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         device=settings.device,
         seed=settings.seed,
         matmul_size=settings.matmul_size,
+        dtype=check_dtype(settings.dtype),
+        compile=check_compile(settings.compile),
     )
 
 
@@ -278,7 +287,9 @@ class TorchOps:
         """Logits of the model for device token ids, no autograd (model already in eval)."""
         import torch
 
-        with torch.inference_mode():
+        from myllm_torch.precision import autocast
+
+        with torch.inference_mode(), autocast(self.device, self.trainer.precision.dtype):
             return self.trainer.model(ids, cache)
 
     def force(self, values: list) -> None:
@@ -291,12 +302,16 @@ class TorchOps:
     def force_training(self) -> None:
         self.force([])
 
-    def matmul_operands(self, size: int):
+    def matmul_operands(self, shape: tuple[int, int, int], dtype: str):
+        """[m, k] and [k, n] operands in `dtype` (what autocast feeds the matmuls)."""
         import torch
 
+        from myllm_torch.precision import DTYPES
+
+        m, k, n = shape
         generator = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
-        return a.to(self.device), b.to(self.device)
+        a, b = (torch.randn(*size, generator=generator) for size in ((m, k), (k, n)))
+        return a.to(self.device, DTYPES[dtype]), b.to(self.device, DTYPES[dtype])
 
     def matmul(self, a, b):
         import torch
@@ -349,10 +364,23 @@ class MlxOps:
     def __init__(self, trainer):
         self.trainer = trainer
         self.rss_resettable = False
+        self.low_parameters = None  # MLX has no autocast: low-dtype weights swapped in
+        if trainer.precision.low:
+            from myllm_mlx.precision import cast_parameters
+
+            self.low_parameters = cast_parameters(
+                trainer.model.parameters(), trainer.precision.dtype
+            )
 
     def forward(self, ids, cache=None):
         """Logits of the model (MLX records no tape: a plain call is the no-grad forward)."""
-        return self.trainer.model(ids, cache)
+        if self.low_parameters is None:
+            return self.trainer.model(ids, cache)
+        masters = self.trainer.model.parameters()
+        self.trainer.model.update(self.low_parameters)
+        logits = self.trainer.model(ids, cache)
+        self.trainer.model.update(masters)
+        return logits
 
     def force(self, values: list) -> None:
         import mlx.core as mx
@@ -366,12 +394,17 @@ class MlxOps:
         optimizer = getattr(self.trainer, "optimizer", None)
         mx.eval(self.trainer.model.parameters(), optimizer.state if optimizer else [])
 
-    def matmul_operands(self, size: int):
+    def matmul_operands(self, shape: tuple[int, int, int], dtype: str):
+        """[m, k] and [k, n] operands in `dtype` (what the low-dtype step feeds its matmuls)."""
         import mlx.core as mx
 
-        key = mx.random.key(0)
+        from myllm_mlx.precision import DTYPES
+
+        m, k, n = shape
+        keys = mx.random.split(mx.random.key(0))
         a, b = (
-            mx.random.normal((size, size), dtype=mx.float32, key=k) for k in mx.random.split(key)
+            mx.random.normal(size, key=key).astype(DTYPES[dtype])
+            for size, key in zip(((m, k), (k, n)), keys, strict=True)
         )
         mx.eval(a, b)
         return a, b
@@ -448,15 +481,25 @@ class BackendBench:
             block_size=plan.block_size,
             device=plan.device,
             seed=plan.seed,
+            dtype=plan.dtype,
+            compile=plan.compile,
         )
         self.trainer = backend.trainer.Trainer(plan.model_config, train_config)
-        self.decoder = backend.generate.Decoder(self.trainer.model)
+        self.dtype = self.trainer.precision.dtype
+        self.decoder = backend.generate.Decoder(self.trainer.model, self.dtype)
         self.ops = OPS[backend.name](self.trainer)
         self.samples: dict[str, list[float]] = {}
         self.peak_memory = 0
         self.peak_rss = 0
         self.matmul_count = 1
-        self.matmul_inputs = self.ops.matmul_operands(plan.matmul_size)
+        size = plan.matmul_size
+        self.matmul_inputs = self.ops.matmul_operands((size, size, size), self.dtype)
+        # The peak is the best of a sweep: the square above, smaller squares, the model's GEMMs.
+        self.sweep_inputs = {
+            shape: self.ops.matmul_operands(shape, self.dtype) for shape in sweep_shapes(plan)
+        }
+        self.sweep_counts = dict.fromkeys(self.sweep_inputs, 1)
+        self.sweep_seconds: dict[str, list[float]] = {}
 
     def record(self, kind: str, seconds: float) -> None:
         self.samples.setdefault(kind, []).append(seconds)
@@ -548,8 +591,8 @@ class BackendBench:
         self.record("decode_step", decoder_seconds / positions)
         self.record("model_step", model_seconds / positions)
 
-    def run_matmuls(self, count: int) -> None:
-        a, b = self.matmul_inputs
+    def run_matmuls(self, count: int, inputs=None) -> None:
+        a, b = inputs or self.matmul_inputs
         products = []
         for _ in range(count):
             products.append(self.ops.matmul(a, b))
@@ -565,10 +608,23 @@ class BackendBench:
         self.run_matmuls(1)
         one = time.perf_counter() - start
         self.matmul_count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / max(one, 1e-9))))
+        for shape, inputs in self.sweep_inputs.items():
+            self.run_matmuls(1, inputs)
+            start = time.perf_counter()
+            self.run_matmuls(1, inputs)
+            one = time.perf_counter() - start
+            # A quarter of the square's time each: the sweep adds about as much time as it.
+            count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / 4 / max(one, 1e-9))))
+            self.sweep_counts[shape] = count
 
     def time_matmul(self) -> None:
         with _stopwatch(lambda s: self.record("matmul", s / self.matmul_count)):
             self.run_matmuls(self.matmul_count)
+        for shape, inputs in self.sweep_inputs.items():
+            count = self.sweep_counts[shape]
+            samples = self.sweep_seconds.setdefault("x".join(map(str, shape)), [])
+            with _stopwatch(lambda s, samples=samples, count=count: samples.append(s / count)):
+                self.run_matmuls(count, inputs)
 
     def description(self) -> dict[str, Any]:
         """Device, versions, BLAS, compile flag and memory source of this backend."""
@@ -577,8 +633,10 @@ class BackendBench:
             "gpu": self.ops.gpu_name(),
             "versions": self.trainer.versions(),
             "blas": self.ops.blas(),
-            "dtype": DTYPE,
+            "dtype": self.dtype,
             "compiled": bool(getattr(self.trainer, "compiled", False)),
+            "precision": self.trainer.precision.describe(),  # what runs compiled, in which dtype
+            "matmul_sweep_seconds": self.sweep_seconds,  # m x k x n -> seconds per matmul
             "memory_source": self.ops.memory_source(),
             "rss_source": _rss_source(self.ops.rss_resettable),
             "matmuls_per_repeat": self.matmul_count,
@@ -672,6 +730,34 @@ def run_bench(
     return build_report(plan, benches, skipped, load_at_start)
 
 
+def sweep_shapes(plan: BenchPlan) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the matmul peak's sweep besides the big square: smaller squares and the
+    model's own GEMMs (forward: tokens x d_model by the projections, the feed-forward and the
+    lm_head; backward's weight gradients: d_model x tokens by tokens x d_model / d_ff)."""
+    tokens = plan.batch_size * plan.block_size
+    config = plan.model_config
+    d_model, d_ff, vocab = config.d_model, config.d_ff, config.vocab_size
+    squares = [(s, s, s) for s in SWEEP_SQUARES if s < plan.matmul_size]
+    model = [
+        (tokens, d_model, d_model),
+        (tokens, d_model, d_ff),
+        (tokens, d_ff, d_model),
+        (tokens, d_model, vocab),
+        (d_model, tokens, d_model),
+        (d_model, tokens, d_ff),
+    ]
+    return squares + list(dict.fromkeys(model))
+
+
+def matmul_peak(size: int, square_seconds: float, sweep_seconds: dict[str, list[float]]) -> float:
+    """The best FLOP/s of the sweep's medians: the square and every other m x k x n shape."""
+    rates = [2 * size**3 / square_seconds]
+    for name, seconds in sweep_seconds.items():
+        m, k, n = (int(part) for part in name.split("x"))
+        rates.append(2 * m * k * n / statistics.median(seconds))
+    return max(rates)
+
+
 def generation_paths(plan: BenchPlan) -> dict[str, str]:
     """Which decoding path each generation figure took (DESIGN §4: cache, then recompute)."""
     cached = max(0, min(plan.gen_tokens, plan.block_size - len(PROMPT_IDS) + 1))
@@ -693,7 +779,7 @@ def figures_of(bench: BackendBench, plan: BenchPlan) -> dict[str, float]:
     """Medians of the repeats turned into the reported figures."""
     median = {kind: statistics.median(values) for kind, values in bench.samples.items()}
     train_tokens = plan.steps * plan.batch_size * plan.block_size
-    peak = 2 * plan.matmul_size**3 / median["matmul"]
+    peak = matmul_peak(plan.matmul_size, median["matmul"], bench.sweep_seconds)
     train_rate = train_tokens / median["train"]
     forward_rate = train_tokens / median["forward"]
     config = plan.model_config
@@ -762,8 +848,9 @@ def build_report(
             "N": flop_parameter_count(config),
             "training_per_token": model_flops_per_token(config, training=True),
             "forward_per_token": model_flops_per_token(config, training=False),
-            "matmul_peak": f"median of 2*{size}^3 / seconds per {size}x{size} {DTYPE} "
-            "matmul, each backend's own matmul",
+            "matmul_peak": f"best over a sweep ({size}^3, smaller squares, the model's GEMM "
+            "shapes m x k x n) of the median 2*m*k*n / seconds, each backend's own matmul in its "
+            "dtype",
         },
         "generation_paths": generation_paths(plan),
         "backends": backends,
@@ -836,7 +923,8 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     model = settings["model_config"]
     notes = [
         f"model: d_model {model['d_model']}, {model['n_layers']} layers, {model['n_heads']} heads, "
-        f"block {settings['block_size']}, batch {settings['batch_size']}, {settings['dtype']}, "
+        f"block {settings['block_size']}, batch {settings['batch_size']}, dtype "
+        f"{settings['dtype']}, compile {settings['compile']}, "
         f"dropout {model['dropout']}; training steps per repeat: {settings['steps']}; medians of "
         f"{settings['repeats']} interleaved repeats after warm-up ({settings['warmup']} steps)"
     ]
@@ -857,7 +945,7 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     for name, info in report["backends"].items():
         gpu = f", GPU {info['gpu']}" if info["gpu"] else ""
         notes.append(
-            f"{name}: {info['device']}{gpu}; BLAS {info['blas']}; compiled {info['compiled']}; "
+            f"{name}: {info['device']}{gpu}; BLAS {info['blas']}; {info['precision']}; "
             f"peak memory = {info['memory_source']}"
         )
     for kind, path in report["generation_paths"].items():

@@ -342,24 +342,45 @@ def bench(
         Path | None, typer.Option("--plot", help="draw the rates as a bar chart PNG")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps, gpu")] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype(s), e.g. float32,bfloat16: one run each")
+    ] = "auto",
+    compile: Annotated[
+        str, typer.Option(help="compile the step: auto, on, off, or e.g. on,off: one run each")
+    ] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
     from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
+    from myllm.precision import check_compile, check_dtype, parse_list
 
     names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
-    settings = BenchSettings(
-        backends=names, config=config, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
-        block_size=block_size, batch_size=batch_size, steps=steps, warmup=warmup,
-        repeats=repeats, gen_tokens=gen_tokens, device=device,
-    )  # fmt: skip
-    with err_console.status("benchmarking") as status:
-        report = run_bench(settings, progress=lambda message: status.update(message))
+    matrix = [
+        (one_dtype, one_compile)
+        for one_dtype in parse_list(dtype, check_dtype)
+        for one_compile in parse_list(compile, check_compile)
+    ]
+    if not matrix:
+        raise UserError("--dtype and --compile need a value each: e.g. --dtype float32,bfloat16")
+    reports = []
     console = Console()
-    console.print(render_table(report))
-    for note in report_notes(report):
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    for one_dtype, one_compile in matrix:
+        settings = BenchSettings(
+            backends=names, config=config, d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+            block_size=block_size, batch_size=batch_size, steps=steps, warmup=warmup,
+            repeats=repeats, gen_tokens=gen_tokens, device=device, dtype=one_dtype,
+            compile=one_compile,
+        )  # fmt: skip
+        with err_console.status("benchmarking") as status:
+            report = run_bench(settings, progress=lambda message: status.update(message))
+        reports.append(report)
+        if len(matrix) > 1:
+            console.print(f"--dtype {one_dtype} --compile {one_compile}")
+        console.print(render_table(report))
+        for note in report_notes(report):
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
     if json_path is not None:
-        write_report(json_path, report)
+        # One combination: the report as before; a matrix: {"matrix": [report, ...]} in order.
+        write_report(json_path, report if len(reports) == 1 else {"matrix": reports})
         err_console.print(f"Wrote {json_path}")
     if plot is not None:
         from myllm.plot import plot_bench

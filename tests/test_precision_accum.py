@@ -233,3 +233,25 @@ def test_torch_compiled_step_equals_the_eager_step():
     np.testing.assert_allclose(
         losses_of(backend, 1, compile="on"), losses_of(backend, 1, compile="off"), rtol=0, atol=1e-5
     )
+
+
+def test_bench_reports_the_dtype_and_takes_the_peak_over_a_sweep():
+    """torch at bfloat16: the report names the dtype and what compiled; the peak is the best of
+    the square and the model's GEMM shapes (tiny config, 128^3 square)."""
+    from myllm.bench import BenchSettings, matmul_peak, run_bench
+
+    settings = BenchSettings(
+        backends=["torch"], config="tiny", steps=1, warmup=1, repeats=1, gen_tokens=4,
+        device="cpu", matmul_size=128, dtype="bfloat16", compile="off",
+    )  # fmt: skip
+    report = run_bench(settings)
+    info = report["backends"]["torch"]
+    assert info["dtype"] == "bfloat16" and info["compiled"] is False
+    assert info["precision"] == "bfloat16 compute (float32 weights), eager"
+    assert "256x64x256" in info["matmul_sweep_seconds"]  # batch 8 x block 32 tokens, d_ff 256
+    figures = info["figures"]
+    square = 2 * 128**3 / info["seconds"]["matmul"][0]
+    assert figures["matmul_peak_flops_per_s"] == matmul_peak(
+        128, info["seconds"]["matmul"][0], info["matmul_sweep_seconds"]
+    )
+    assert figures["matmul_peak_flops_per_s"] >= square
