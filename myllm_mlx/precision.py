@@ -59,8 +59,8 @@ def resolve_precision(config: TrainConfig, device: mx.Device) -> Precision:
     if dtype != "float32" and device.type == mx.cpu:
         # Warned, not refused: the numerics are right and CPU runs check them before a GPU run.
         warning = (
-            f"MLX on a CPU computes {dtype} about {MLX_CPU_BF16_SLOWDOWN}x slower than float32 "
-            "(no fast low-precision matmul): use --dtype float32 on a CPU for speed"
+            f"MLX has no fast {dtype} matmul on a CPU (bfloat16 measured ~{MLX_CPU_BF16_SLOWDOWN}x "
+            "slower than float32): use --dtype float32 on a CPU for speed"
         )
     return Precision(dtype, compile_on, warning)
 
