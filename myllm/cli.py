@@ -233,6 +233,24 @@ def train(
             "(flags override it; sizes in README)"
         ),
     ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="compute dtype: auto (bfloat16 on CUDA / Apple GPUs, float32 on CPUs), "
+            "float32, bfloat16, float16; weights stay float32 (default: auto, or the resumed run's)"
+        ),
+    ] = None,
+    compile: Annotated[
+        str | None, typer.Option(help="compile the step: auto (torch: on for CUDA), on, off")
+    ] = None,
+    grad_accum_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--grad-accum-steps",
+            "--grad_accum_steps",
+            help="split each batch into N micro-batches, one optimizer step (default: 1)",
+        ),
+    ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
     from myllm.backends import check_backend_name
@@ -248,7 +266,8 @@ def train(
         "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
         "beta2": beta2, "weight_decay": weight_decay, "tf32": tf32,
         "save_interval": save_interval, "save_minutes": save_minutes, "tokenizer": tokenizer,
-        "cache_dir": cache_dir,
+        "cache_dir": cache_dir, "dtype": dtype, "compile": compile,
+        "grad_accum_steps": grad_accum_steps,
     }  # fmt: skip
     given = {name: value for name, value in given.items() if value is not None}
     model_given = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
@@ -317,11 +336,15 @@ def generate(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: auto, float32, bfloat16, float16")
+    ] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
     from myllm.backends import load_backend, native_backend
     from myllm.checkpoint import read_checkpoint
     from myllm.config import check_seed
+    from myllm.precision import check_dtype
     from myllm.repl import GenerationRequest, generate_text, run_repl
     from myllm.resume import check_tokenizer_matches
     from myllm.sampling import SamplingSettings
@@ -332,7 +355,9 @@ def generate(
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
-    decoder = load_backend(backend or native_backend(checkpoint)).load_decoder(loaded, device)
+    check_dtype(dtype)
+    chosen = load_backend(backend or native_backend(checkpoint))
+    decoder = chosen.load_decoder(loaded, device, dtype)
     request = GenerationRequest(
         char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
     )
@@ -668,10 +693,17 @@ def bench(
         Path | None, typer.Option("--plot", help="draw the rates as a bar chart PNG")
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype(s), e.g. float32,bfloat16: one run each")
+    ] = "auto",
+    compile: Annotated[
+        str, typer.Option(help="compile the step: auto, on, off, or e.g. on,off: one run each")
+    ] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
     from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
     from myllm.config_file import bench_values, is_config_file_name
+    from myllm.precision import check_compile, check_dtype, parse_list
 
     names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
     shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,
@@ -680,18 +712,32 @@ def bench(
     if is_config_file_name(config):
         shape = {**bench_values(Path(config)), **shape}  # flags override the file
         config = "default"
-    settings = BenchSettings(
-        backends=names, config=config, **shape, steps=steps, warmup=warmup,
-        repeats=repeats, gen_tokens=gen_tokens, device=device,
-    )  # fmt: skip
-    with err_console.status("benchmarking") as status:
-        report = run_bench(settings, progress=lambda message: status.update(message))
+    matrix = [
+        (one_dtype, one_compile)
+        for one_dtype in parse_list(dtype, check_dtype)
+        for one_compile in parse_list(compile, check_compile)
+    ]
+    if not matrix:
+        raise UserError("--dtype and --compile need a value each: e.g. --dtype float32,bfloat16")
+    reports = []
     console = Console()
-    console.print(render_table(report))
-    for note in report_notes(report):
-        console.print(note, markup=False, highlight=False, soft_wrap=True)
+    for one_dtype, one_compile in matrix:
+        settings = BenchSettings(
+            backends=names, config=config, **shape, steps=steps, warmup=warmup,
+            repeats=repeats, gen_tokens=gen_tokens, device=device, dtype=one_dtype,
+            compile=one_compile,
+        )  # fmt: skip
+        with err_console.status("benchmarking") as status:
+            report = run_bench(settings, progress=lambda message: status.update(message))
+        reports.append(report)
+        if len(matrix) > 1:
+            console.print(f"--dtype {one_dtype} --compile {one_compile}")
+        console.print(render_table(report))
+        for note in report_notes(report):
+            console.print(note, markup=False, highlight=False, soft_wrap=True)
     if json_path is not None:
-        write_report(json_path, report)
+        # One combination: the report as before; a matrix: {"matrix": [report, ...]} in order.
+        write_report(json_path, report if len(reports) == 1 else {"matrix": reports})
         err_console.print(f"Wrote {json_path}")
     if plot is not None:
         from myllm.plot import plot_bench

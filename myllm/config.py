@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from myllm.errors import UserError
+from myllm.precision import check_compile, check_dtype
 from myllm.sampling import SamplingSettings
 
 # The sample printed during training (every sample_every_epochs epochs, and at the end).
@@ -99,12 +100,15 @@ class TrainConfig:
     tf32: bool = False
     tokenizer: str = "char"  # char or byte (byte: any file, losses in bits per byte)
     cache_dir: str | None = None  # token cache folder; None: $MYLLM_CACHE or beside the text
+    dtype: str = "auto"  # compute dtype; weights and AdamW state stay float32 (myllm/precision.py)
+    compile: str = "auto"  # auto, on, off: the training step compiled (torch.compile, mx.compile)
+    grad_accum_steps: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("epochs", "batch_size", "block_size", "log_interval"):
+        for name in ("epochs", "batch_size", "block_size", "log_interval", "grad_accum_steps"):
             _require_positive(name, getattr(self, name))
         for name in ("max_steps", "eval_interval", "eval_iters"):
             value = getattr(self, name)
@@ -137,6 +141,8 @@ class TrainConfig:
                 f"save_minutes {self.save_minutes} is negative: use 0 (off) or more, "
                 "e.g. --save-minutes 10"
             )
+        check_dtype(self.dtype)
+        check_compile(self.compile)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -44,6 +44,7 @@ class Trainer(Protocol):
     world_size: int
     compiled: bool
     matmul_precision: str  # "float32", or "tf32" where float32 matmuls run in TF32 (GPUs)
+    precision: Any  # the backend's resolved Precision: .dtype, .compile, .describe(), .warning
 
     def describe_device(self) -> str: ...
 
@@ -62,6 +63,10 @@ class Trainer(Protocol):
 
     def to_host(self, values: list[Any]) -> list[float]: ...
 
+    def skipped_steps(self) -> int:
+        """Steps skipped so far because float16 gradients overflowed (0 at other dtypes)."""
+        ...
+
     def evaluate(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float: ...
 
     def max_over_ranks(self, value: int) -> int: ...
@@ -76,11 +81,9 @@ class Trainer(Protocol):
 
 
 class TrainerFactory(Protocol):
-    """A backend's Trainer class: `compile=False` runs the step eagerly where it would compile."""
+    """A backend's Trainer class; `train_config.compile` ("off") runs the step eagerly."""
 
-    def __call__(
-        self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True
-    ) -> Trainer: ...
+    def __call__(self, model_config: ModelConfig, train_config: TrainConfig) -> Trainer: ...
 
 
 class BenchOps(Protocol):
@@ -100,7 +103,9 @@ class BenchOps(Protocol):
         """Wait until the last training steps' weights and optimizer state are computed."""
         ...
 
-    def matmul_operands(self, size: int) -> tuple[Any, Any]: ...
+    def matmul_operands(self, shape: tuple[int, int, int], dtype: str) -> tuple[Any, Any]:
+        """[m, k] and [k, n] operands in `dtype`, on the device."""
+        ...
 
     def matmul(self, a: Any, b: Any) -> Any: ...
 
@@ -129,7 +134,9 @@ class CheckpointFormat:
 
 
 class DecoderLoader(Protocol):
-    def __call__(self, checkpoint: Checkpoint, device_name: str = "auto") -> Decoder: ...
+    def __call__(
+        self, checkpoint: Checkpoint, device_name: str = "auto", dtype: str = "float32"
+    ) -> Decoder: ...
 
 
 class BenchOpsFactory(Protocol):

@@ -1,15 +1,68 @@
-"""The TF32 setting shared by both backends: float32 means float32 unless asked otherwise.
+"""Which dtype the training compute runs in, and whether the step is compiled: the choice rules.
 
-`myllm train --tf32` (or MYLLM_TF32=1) lets float32 matmuls run in TF32 on GPUs that have it.
-MLX must see its own switch before its first GPU matmul, so myllm_mlx reads MYLLM_TF32 when it
-is imported; the trainers then apply TrainConfig.tf32.
+The master weights and the AdamW state are float32 whatever is chosen, so checkpoints, conversion
+and resume do not depend on it; only the forward/backward arithmetic runs in the low dtype. The
+backends' precision.py apply the choice; this module only decides it, from plain facts about the
+device, so both backends decide alike.
+
+The TF32 switch lives here too: `--tf32` (or MYLLM_TF32=1) lets float32 matmuls run in TF32 on
+GPUs that have it; MLX must see its own switch before its first GPU matmul, so myllm_mlx reads
+MYLLM_TF32 when it is imported (myllm_mlx/tf32.py) and the trainers then apply TrainConfig.tf32.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from myllm.errors import UserError
+
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+COMPILE_CHOICES = ("auto", "on", "off")
+LOW_DTYPES = ("bfloat16", "float16")
+
+# Measured on a 2-core Sapphire Rapids (avx512_bf16) with MLX 0.32 on Linux: MLX's CPU backend
+# has no fast low-precision GEMM, a 1024^2 bfloat16 matmul runs ~35x slower than float32.
+MLX_CPU_BF16_SLOWDOWN = 35
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the dtype and compile choices depend on, as a backend sees its device."""
+
+    kind: str  # "cpu", "cuda", "mps" (torch) or "gpu", "cpu" (MLX)
+    bf16_fast: bool  # bfloat16 is the device's fast path (CUDA with bf16, Apple GPU, MLX GPU)
+
+
+def check_dtype(name: str) -> str:
+    if name not in DTYPE_CHOICES:
+        raise UserError(f"unknown dtype {name!r}: use --dtype {' or '.join(DTYPE_CHOICES)}")
+    return name
+
+
+def check_compile(name: str) -> str:
+    if name not in COMPILE_CHOICES:
+        raise UserError(f"unknown compile choice {name!r}: use --compile auto, on or off")
+    return name
+
+
+def choose_dtype(requested: str, facts: DeviceFacts) -> str:
+    """The dtype to compute in: `auto` is bfloat16 where it is the fast path, float32 elsewhere.
+
+    Every CPU gets float32 under auto, so the two backends stay comparable there by default;
+    bfloat16 on a CPU is the user's explicit choice.
+    """
+    check_dtype(requested)
+    if requested != "auto":
+        return requested
+    return "bfloat16" if facts.bf16_fast else "float32"
+
+
+def parse_list(text: str, check) -> list[str]:
+    """'float32,bfloat16' -> ['float32', 'bfloat16'], each checked (bench's matrix options)."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [check(name) for name in names]
+
 
 TF32_ENV = "MYLLM_TF32"
 TRUE_WORDS = ("1", "true", "yes", "on")

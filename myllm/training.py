@@ -103,6 +103,8 @@ def run_training(
     )
     backend = load_backend(backend_name)
     trainer = backend.Trainer(model_config, train_config)
+    # The resolved dtype, not "auto", goes into run.json and checkpoints: a resume keeps it.
+    train_config.dtype = trainer.precision.dtype
     if checkpoint is not None:
         trainer.load_checkpoint(checkpoint)
     run = TrainingRun(
@@ -336,6 +338,11 @@ class TrainingRun:
                 "total_steps": self.total_steps,
                 "tokenizer": self.config.tokenizer,
                 "evaluation": self.evaluation.to_dict(),
+                "precision": {
+                    "dtype": self.trainer.precision.dtype,
+                    "compiled": self.trainer.compiled,
+                    "grad_accum_steps": self.config.grad_accum_steps,
+                },
             }
             if self.continues_in_place:
                 self.files.add_resume_to_run_info({**info, "step": self.state.step})
@@ -343,6 +350,12 @@ class TrainingRun:
                 self.files.write_run_info(info)
             if self.evaluation.reason != "--eval-iters":
                 self.console.print(self.evaluation.describe(), highlight=False)
+            self.console.print(
+                f"Training in {self.trainer.precision.describe()}, "
+                f"{self.config.grad_accum_steps} micro-batch(es) per step."
+            )
+            if self.trainer.precision.warning:
+                self.console.print(f"warning: {self.trainer.precision.warning}")
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -382,6 +395,7 @@ class TrainingRun:
             "tokens_per_second": tokens_per_second,
             "elapsed_s": round(now - run_start, 3),
             "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
+            "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, this process
         }
         metrics.write(record)
         return tokens_per_second

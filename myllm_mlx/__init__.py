@@ -2,7 +2,7 @@
 
 from myllm_mlx.blas import load_system_blas
 from myllm_mlx.kernel_cache import ensure_writable_kernel_cache
-from myllm_mlx.precision import set_tf32_environment
+from myllm_mlx.tf32 import set_tf32_environment
 
 load_system_blas()  # before anything imports mlx.core: a BLAS loaded later cannot be swapped in
 set_tf32_environment()  # float32 matmuls in float32 on a GPU unless MYLLM_TF32 says otherwise

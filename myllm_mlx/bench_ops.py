@@ -6,6 +6,7 @@ import mlx.core as mx
 
 from myllm.bench.machine import reset_process_peak_rss
 from myllm_mlx.blas import blas_in_use
+from myllm_mlx.precision import DTYPES, cast_parameters
 from myllm_mlx.trainer import Trainer
 
 
@@ -15,10 +16,23 @@ class BenchOps:
     def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.rss_resettable = False
+        self.low_parameters = None  # MLX has no autocast: low-dtype weights swapped in
+        if trainer.precision.low:
+            self.low_parameters = cast_parameters(
+                trainer.model.parameters(), trainer.precision.dtype
+            )
 
     def forward(self, ids: mx.array, cache=None) -> mx.array:
-        """Logits of the model (MLX records no tape: a plain call is the no-grad forward)."""
-        return self.trainer.model(ids, cache)
+        """Logits of the model (MLX records no tape: a plain call is the no-grad forward).
+
+        MLX has no autocast: at a low dtype, low-dtype copies of the weights are swapped in."""
+        if self.low_parameters is None:
+            return self.trainer.model(ids, cache)
+        masters = self.trainer.model.parameters()
+        self.trainer.model.update(self.low_parameters)
+        logits = self.trainer.model(ids, cache)
+        self.trainer.model.update(masters)
+        return logits
 
     def force(self, values: list) -> None:
         mx.eval(values)
@@ -27,10 +41,13 @@ class BenchOps:
         """Evaluate the updated weights and optimizer state too, not only the losses."""
         mx.eval(self.trainer.model.parameters(), self.trainer.optimizer.state)
 
-    def matmul_operands(self, size: int) -> tuple[mx.array, mx.array]:
-        key = mx.random.key(0)
+    def matmul_operands(self, shape: tuple[int, int, int], dtype: str) -> tuple[mx.array, mx.array]:
+        """[m, k] and [k, n] operands in `dtype` (what the low-dtype step feeds its matmuls)."""
+        m, k, n = shape
+        keys = mx.random.split(mx.random.key(0))
         a, b = (
-            mx.random.normal((size, size), dtype=mx.float32, key=k) for k in mx.random.split(key)
+            mx.random.normal(size, key=key).astype(DTYPES[dtype])
+            for size, key in zip(((m, k), (k, n)), keys, strict=True)
         )
         mx.eval(a, b)
         return a, b

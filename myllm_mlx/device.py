@@ -8,7 +8,7 @@ import mlx.core as mx
 
 from myllm.errors import UserError
 from myllm_mlx.blas import blas_in_use
-from myllm_mlx.precision import TF32_ENV
+from myllm_mlx.tf32 import TF32_ENV
 
 # "cuda", "mps" and "metal" are accepted as the GPU too, so torch's --device values carry over.
 DEVICE_CHOICES = ("auto", "cpu", "gpu")

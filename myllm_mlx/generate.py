@@ -6,8 +6,10 @@ import mlx.core as mx
 import numpy as np
 
 from myllm.checkpoint import Checkpoint
+from myllm.precision import choose_dtype
 from myllm_mlx.device import resolve_device
 from myllm_mlx.model import GPTModel, KVCache
+from myllm_mlx.precision import cast_parameters, device_facts
 
 
 def load_weights(model: GPTModel, weights: dict[str, np.ndarray]) -> None:
@@ -25,23 +27,39 @@ def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
     return model
 
 
-def load_decoder(checkpoint: Checkpoint, device_name: str = "auto") -> Decoder:
-    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device."""
-    return Decoder(load_model(checkpoint, device_name))
+def load_decoder(
+    checkpoint: Checkpoint, device_name: str = "auto", dtype: str = "float32"
+) -> Decoder:
+    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device and dtype."""
+    return Decoder(load_model(checkpoint, device_name), dtype)
 
 
 class Decoder:
-    """Last-position logits of the model, with or without a KV cache, as numpy for sampling."""
+    """Last-position logits of the model, with or without a KV cache, as numpy for sampling.
 
-    def __init__(self, model: GPTModel):
+    `dtype` is the compute dtype (the weights stay float32), auto as in training.
+    """
+
+    def __init__(self, model: GPTModel, dtype: str = "float32"):
         model.eval()
         self.model = model
         self.max_seq_len = model.config.max_seq_len
+        self.dtype = choose_dtype(dtype, device_facts(mx.default_device()))
+        # MLX has no autocast: a low-dtype copy of the weights is swapped in for each forward.
+        self.low_parameters = None
+        if self.dtype != "float32":
+            self.low_parameters = cast_parameters(model.parameters(), self.dtype)
 
     def new_cache(self, batch_size: int) -> KVCache:
         return KVCache(self.model.config, batch_size)
 
     def last_logits(self, tokens: np.ndarray, cache: KVCache | None) -> np.ndarray:
         idx = mx.array(tokens.astype(np.int32))  # [B, T]
-        logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
+        if self.low_parameters is None:
+            logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
+        else:
+            masters = self.model.parameters()
+            self.model.update(self.low_parameters)
+            logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
+            self.model.update(masters)
         return np.array(logits.astype(mx.float32))

@@ -1,20 +1,124 @@
-"""MLX's TF32 switch, set before mlx.core is imported (this module imports nothing from mlx).
+"""Mixed precision and compilation for the MLX backend: low-dtype compute, loss scaling, mx.compile.
 
-MLX computes float32 matmuls in TF32 on CUDA, and in its reduced-precision NAX kernels on the
-newest Apple GPUs, unless MLX_ENABLE_TF32=0; it reads the variable once per process, at its first
-GPU matmul. torch keeps float32 matmuls in float32. myllm makes float32 mean float32 on both,
-unless MYLLM_TF32 (or `--tf32`) asks for TF32.
+The weights and AdamW state stay float32 (the master copy). MLX has no autocast: the loss
+function casts the parameters to the low dtype before the forward, so every matmul runs in it and
+the gradients flow back through the cast to the float32 masters. The logits are cast to float32
+before the cross-entropy (torch's autocast does that itself), and MLX's fused LayerNorm and
+attention accumulate their statistics in float32. float16 needs a loss scale (its range is
+small); bfloat16 has float32's range and needs none.
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
-from myllm.precision import tf32_from_environment
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten, tree_map
 
-TF32_ENV = "MLX_ENABLE_TF32"
+from myllm.config import TrainConfig
+from myllm.precision import MLX_CPU_BF16_SLOWDOWN, DeviceFacts, check_compile, choose_dtype
+
+DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
+
+# torch.amp.GradScaler's defaults, so that both backends scale float16 losses alike.
+INITIAL_SCALE = 2.0**16
+GROWTH_INTERVAL = 2000
 
 
-def set_tf32_environment() -> None:
-    """MLX_ENABLE_TF32 from MYLLM_TF32 (unset: 0), for MLX to read at its first GPU matmul."""
-    os.environ[TF32_ENV] = "1" if tf32_from_environment() else "0"
+@dataclass(frozen=True)
+class Precision:
+    """The resolved choices of one run: the compute dtype's name and whether the step compiles."""
+
+    dtype: str
+    compile: bool
+    warning: str | None = None  # said once at the start of a run (MLX: bfloat16 on a CPU)
+
+    @property
+    def low(self) -> bool:
+        return self.dtype != "float32"
+
+    def describe(self) -> str:
+        compiled = "mx.compile" if self.compile else "eager"
+        return f"{self.dtype} compute (float32 weights), {compiled}"
+
+
+def device_facts(device: mx.Device) -> DeviceFacts:
+    """bfloat16 is the fast path on MLX's GPUs (Metal, CUDA); its CPU backend has no fast one."""
+    if device.type == mx.gpu:
+        return DeviceFacts("gpu", True)
+    return DeviceFacts("cpu", False)
+
+
+def resolve_precision(config: TrainConfig, device: mx.Device) -> Precision:
+    """`auto` dtype per device (myllm.precision); `auto` compile = on: MLX's compiled step is
+    faster than its eager one on every device measured (it fuses the element-wise work)."""
+    dtype = choose_dtype(config.dtype, device_facts(device))
+    compile_on = check_compile(config.compile) != "off"
+    warning = None
+    if dtype != "float32" and device.type == mx.cpu:
+        # Warned, not refused: the numerics are right and CPU runs check them before a GPU run.
+        warning = (
+            f"MLX has no fast {dtype} matmul on a CPU (bfloat16 measured ~{MLX_CPU_BF16_SLOWDOWN}x "
+            "slower than float32): use --dtype float32 on a CPU for speed"
+        )
+    return Precision(dtype, compile_on, warning)
+
+
+def cast_parameters(parameters, dtype: str):
+    """The floating-point parameters cast to `dtype` (a graph op: gradients flow back)."""
+    low = DTYPES[dtype]
+    return tree_map(
+        lambda p: p.astype(low) if mx.issubdtype(p.dtype, mx.floating) else p, parameters
+    )
+
+
+def loss_in_dtype(model: nn.Module, x: mx.array, y: mx.array, dtype: str) -> mx.array:
+    """Mean cross-entropy with the forward computed in `dtype` and the loss in float32."""
+    masters = model.parameters()
+    model.update(cast_parameters(masters, dtype))
+    logits = model(x).astype(mx.float32)  # [B, T, vocab]
+    model.update(masters)
+    return nn.losses.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="mean"
+    )
+
+
+class LossScale:
+    """float16's dynamic loss scale, as torch.amp.GradScaler: halved when a gradient overflows
+    (the step is then skipped), doubled after GROWTH_INTERVAL good steps in a row.
+
+    Its state is arrays in a dict, so that the compiled step reads and writes it.
+    """
+
+    def __init__(self) -> None:
+        self.state = {
+            "scale": mx.array(INITIAL_SCALE),
+            "good_steps": mx.array(0),
+            "skipped_steps": mx.array(0),
+        }
+
+    @property
+    def scale(self) -> mx.array:
+        return self.state["scale"]
+
+    def unscale(self, grads) -> tuple[object, mx.array]:
+        """(gradients / scale, whether all are finite)."""
+        grads = tree_map(lambda g: g / self.scale, grads)
+        finite = mx.array(True)
+        for _, g in tree_flatten(grads):
+            finite = mx.logical_and(finite, mx.all(mx.isfinite(g)))
+        return grads, finite
+
+    def update(self, finite: mx.array) -> None:
+        good = mx.where(finite, self.state["good_steps"] + 1, 0)
+        grow = good >= GROWTH_INTERVAL
+        scale = mx.where(finite, mx.where(grow, self.scale * 2.0, self.scale), self.scale * 0.5)
+        self.state["scale"] = scale
+        self.state["good_steps"] = mx.where(grow, 0, good)
+        self.state["skipped_steps"] = self.state["skipped_steps"] + mx.where(finite, 0, 1)
+
+
+def keep_if(condition: mx.array, new, old):
+    """`new` where `condition`, else `old`, leaf by leaf (a skipped step undone in the graph)."""
+    return tree_map(lambda n, o: mx.where(condition, n, o), new, old)

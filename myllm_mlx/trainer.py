@@ -12,8 +12,9 @@ import mlx.core as mx
 import mlx.nn as nn
 import mlx.optimizers as optim
 import numpy as np
-from mlx.utils import tree_flatten
+from mlx.utils import tree_flatten, tree_map
 
+from myllm.accumulation import micro_batches
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
@@ -30,12 +31,13 @@ from myllm_mlx.distributed import (
 )
 from myllm_mlx.generate import Decoder, load_weights
 from myllm_mlx.model import GPTModel, loss_fn
+from myllm_mlx.precision import LossScale, keep_if, loss_in_dtype, resolve_precision
 
 
 class Trainer:
     """A GPTModel with its AdamW optimizer on one device; one rank of many under mlx.launch."""
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
         self.train_config = train_config
         self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
@@ -53,17 +55,22 @@ class Trainer:
         )
         self.optimizer.init(self.model.trainable_parameters())
         mx.eval(self.model.parameters(), self.optimizer.state)
-        self.loss_and_grad = nn.value_and_grad(self.model, loss_fn)
+        # float32 master weights and AdamW state; the step computes in precision.dtype.
+        self.precision = resolve_precision(train_config, self.device)
+        self.loss_scale = LossScale() if self.precision.dtype == "float16" else None
+        self.loss_and_grad = nn.value_and_grad(self.model, self.loss)
         # The whole step (forward, backward, clip, AdamW) is traced once per batch shape and
         # fused; the state it reads and writes is declared so the compiled graph stays pure.
-        # compile=False runs the same step eagerly (the tests compare the two).
+        # --compile off runs the same step eagerly (the tests compare the two).
         self.state = [self.model.state, self.optimizer.state, mx.random.state]
-        self.compiled = compile
-        self.compiled_step = (
-            mx.compile(self.step, inputs=self.state, outputs=self.state) if compile else self.step
-        )
+        if self.loss_scale is not None:
+            self.state.append(self.loss_scale.state)
+        self.compiled = self.precision.compile
+        self.compiled_step = self.step
+        if self.compiled:
+            self.compiled_step = mx.compile(self.step, inputs=self.state, outputs=self.state)
         # Evaluation too: one traced, fused graph per batch shape, reading the current weights.
-        self.compiled_loss = mx.compile(partial(loss_fn, self.model), inputs=self.model.state)
+        self.compiled_loss = mx.compile(partial(self.loss, self.model), inputs=self.model.state)
         self.shares: dict[tuple[int, int], mx.array] = {}  # see batch_share
         self.in_flight: list[mx.array] | None = None  # the last step's outputs, on a GPU
         split_random_stream(self.rank)
@@ -77,14 +84,62 @@ class Trainer:
     def to_device(self, batch: np.ndarray) -> mx.array:
         return mx.array(batch.astype(np.int32))  # unified memory: no copy to a device
 
-    def step(self, x: mx.array, y: mx.array, share: mx.array | None):
-        loss, grads = self.loss_and_grad(self.model, x, y)
+    def loss(self, model: GPTModel, x: mx.array, y: mx.array, weight=None, scale=None):
+        """The differentiated loss, in the compute dtype, times the micro-batch's `weight` when
+        given; with a float16 loss `scale`, (loss * scale, loss): the first is differentiated."""
+        if self.precision.low:
+            loss = loss_in_dtype(model, x, y, self.precision.dtype)
+        else:
+            loss = loss_fn(model, x, y)
+        if weight is not None:
+            loss = loss * weight
+        return loss if scale is None else (loss * scale, loss)
+
+    def step(self, batches, share: mx.array | None):
+        """Forward and backward over the micro-batches [(x, y, weight)], then one AdamW step.
+
+        weight None: the one micro-batch is the whole batch. Data parallel: gradients are
+        averaged once, after the last micro-batch.
+        """
+        loss, grads = None, None  # this rank's batch mean and its gradients, summed
+        scale = self.loss_scale.scale if self.loss_scale is not None else None
+        for x, y, weight in batches:
+            value, micro_grads = self.loss_and_grad(self.model, x, y, weight, scale)
+            micro_loss = value if scale is None else value[1]
+            loss = micro_loss if loss is None else loss + micro_loss
+            grads = micro_grads if grads is None else tree_map(mx.add, grads, micro_grads)
         if share is not None:  # the ranks' gradients, weighted so, are the global batch's
             grads = average_gradients(grads, share, self.world_size)
             loss = all_reduce_sum(loss * share)
+        if self.loss_scale is not None:
+            return loss, self.scaled_optimizer_step(grads)
         grads, grad_norm = optim.clip_grad_norm(grads, self.train_config.grad_clip)
         self.optimizer.update(self.model, grads)
         return loss, grad_norm
+
+    def scaled_optimizer_step(self, grads) -> mx.array:
+        """float16: unscale, clip, and step unless a gradient overflowed (then the scale halves).
+
+        A skipped step is counted, and its gradient norm reads 0: nothing was applied, and the
+        training loop's non-finite check is for divergence, which shows in the loss.
+        """
+        grads, finite = self.loss_scale.unscale(grads)
+        grads, grad_norm = optim.clip_grad_norm(grads, self.train_config.grad_clip)
+        old_parameters = self.model.trainable_parameters()
+        old_state = tree_map(lambda value: value, self.optimizer.state)  # new containers
+        self.optimizer.update(self.model, grads)
+        # The compiled step has no branches: a skipped step restores what the update changed.
+        self.model.update(keep_if(finite, self.model.trainable_parameters(), old_parameters))
+        for key, value in keep_if(finite, self.optimizer.state, old_state).items():
+            self.optimizer.state[key] = value
+        self.loss_scale.update(finite)
+        return mx.where(finite, grad_norm, 0.0)
+
+    def skipped_steps(self) -> int:
+        """Steps skipped so far in this process because float16 gradients overflowed."""
+        if self.loss_scale is None:
+            return 0
+        return int(self.loss_scale.state["skipped_steps"].item())
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
         """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars.
@@ -100,7 +155,14 @@ class Trainer:
             share = self.batch_share(len(x), batch_rows)
             if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
                 x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
-        loss, grad_norm = self.compiled_step(self.to_device(x), self.to_device(y), share)
+        batches = [(x, y, None)]
+        if self.train_config.grad_accum_steps > 1:
+            batches = micro_batches(x, y, self.train_config.grad_accum_steps)
+        batches = [
+            (self.to_device(x), self.to_device(y), None if w is None else mx.array(w))
+            for x, y, w in batches
+        ]
+        loss, grad_norm = self.compiled_step(batches, share)
         if self.device.type == mx.gpu:
             # Queue this step and wait only for the one before: the host builds the next step
             # while the GPU runs this one, and at most two steps are ever in flight.
@@ -156,7 +218,7 @@ class Trainer:
             finish_together()
 
     def decoder(self) -> Decoder:
-        return Decoder(self.model)
+        return Decoder(self.model, self.precision.dtype)
 
     def checkpoint(self) -> Checkpoint:
         """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""

@@ -8,6 +8,7 @@ import torch
 
 from myllm.bench.machine import cpu_name, process_peak_rss_bytes, reset_process_peak_rss, rss_source
 from myllm_torch.device import synchronize
+from myllm_torch.precision import DTYPES, autocast
 from myllm_torch.trainer import Trainer
 
 
@@ -22,7 +23,7 @@ class BenchOps:
 
     def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:
         """Logits of the model for device token ids, no autograd (model already in eval)."""
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.device, self.trainer.precision.dtype):
             return self.trainer.model(ids, cache)
 
     def force(self, values: list) -> None:
@@ -33,10 +34,14 @@ class BenchOps:
     def force_training(self) -> None:
         self.force([])
 
-    def matmul_operands(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def matmul_operands(
+        self, shape: tuple[int, int, int], dtype: str
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """[m, k] and [k, n] operands in `dtype` (what autocast feeds the matmuls)."""
+        m, k, n = shape
         generator = torch.Generator().manual_seed(0)
-        a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
-        return a.to(self.device), b.to(self.device)
+        a, b = (torch.randn(*size, generator=generator) for size in ((m, k), (k, n)))
+        return a.to(self.device, DTYPES[dtype]), b.to(self.device, DTYPES[dtype])
 
     def matmul(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.matmul(a, b)

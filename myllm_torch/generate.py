@@ -6,8 +6,10 @@ import numpy as np
 import torch
 
 from myllm.checkpoint import Checkpoint
+from myllm.precision import choose_dtype
 from myllm_torch.device import resolve_device
 from myllm_torch.model import GPTModel, KVCache
+from myllm_torch.precision import autocast, device_facts
 
 
 def load_weights(model: GPTModel, weights: dict[str, np.ndarray]) -> None:
@@ -25,18 +27,24 @@ def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
     return model.to(device).eval()
 
 
-def load_decoder(checkpoint: Checkpoint, device_name: str = "auto") -> Decoder:
-    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device."""
-    return Decoder(load_model(checkpoint, device_name))
+def load_decoder(
+    checkpoint: Checkpoint, device_name: str = "auto", dtype: str = "float32"
+) -> Decoder:
+    """A Decoder for `myllm generate`: the checkpoint's model on the chosen device and dtype."""
+    return Decoder(load_model(checkpoint, device_name), dtype)
 
 
 class Decoder:
-    """Last-position logits of the model, with or without a KV cache, as numpy for sampling."""
+    """Last-position logits of the model, with or without a KV cache, as numpy for sampling.
 
-    def __init__(self, model: GPTModel):
+    `dtype` is the compute dtype (autocast; the weights stay float32), auto as in training.
+    """
+
+    def __init__(self, model: GPTModel, dtype: str = "float32"):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.max_seq_len = model.config.max_seq_len
+        self.dtype = choose_dtype(dtype, device_facts(self.device))
 
     def new_cache(self, batch_size: int) -> KVCache:
         return KVCache(self.model.config, batch_size, self.device)
@@ -44,5 +52,6 @@ class Decoder:
     @torch.inference_mode()
     def last_logits(self, tokens: np.ndarray, cache: KVCache | None) -> np.ndarray:
         idx = torch.from_numpy(tokens).to(self.device)  # [B, T]
-        logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
+        with autocast(self.device, self.dtype):
+            logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
         return logits.float().cpu().numpy()

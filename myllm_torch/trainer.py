@@ -6,9 +6,12 @@ backends and lives in myllm/training.py.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
+from myllm.accumulation import micro_batches
 from myllm.checkpoint import Checkpoint, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
@@ -25,12 +28,13 @@ from myllm_torch.distributed import (
 )
 from myllm_torch.generate import Decoder, load_weights
 from myllm_torch.model import GPTModel, loss_fn
+from myllm_torch.precision import autocast, loss_scaler, resolve_precision
 
 
 class Trainer:
     """A GPTModel with its AdamW optimizer on one device; one rank of many under torchrun."""
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, compile: bool = True):
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig):
         self.train_config = train_config
         self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
@@ -48,8 +52,15 @@ class Trainer:
             eps=train_config.eps,
             weight_decay=train_config.weight_decay,
         )
-        # Eager PyTorch, the reference, whatever `compile` asks: torch.compile is not used here.
-        self.compiled = False
+        # float32 master weights and AdamW state; the step computes in precision.dtype.
+        self.precision = resolve_precision(train_config, self.device)
+        self.scaler = loss_scaler(self.device, self.precision.dtype)
+        self.skipped = torch.zeros((), dtype=torch.long, device=self.device)
+        self.compiled = self.precision.compile
+        # The step's forward and backward run through step_model; evaluation stays eager.
+        self.step_model = self.parallel_model
+        if self.compiled:
+            self.step_model = torch.compile(self.parallel_model)
         self.shares: dict[tuple[int, int], torch.Tensor] = {}  # see batch_share
         split_random_stream(self.rank)
 
@@ -71,19 +82,65 @@ class Trainer:
             return ids.pin_memory().to(self.device, non_blocking=True)
         return ids.to(self.device)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, share: torch.Tensor | None):
-        loss = loss_fn(self.parallel_model, x, y)
+    def step(self, batches, share: torch.Tensor | None):
+        """Forward and backward over the micro-batches [(x, y, weight)], then one AdamW step.
+
+        weight None: the one micro-batch is the whole batch. Data parallel: gradients are
+        reduced once, in the last micro-batch's backward.
+        """
         self.optimizer.zero_grad(set_to_none=True)
-        if share is None:
-            loss.backward()
-        else:  # DDP averages the ranks' gradients: weighted so, they are the global batch's
-            (loss * (share * self.world_size)).backward()
-            loss = all_reduce_sum(loss.detach() * share)
+        loss = None  # this rank's batch mean, summed over the micro-batches
+        for index, (x, y, weight) in enumerate(batches):
+            with self.reduce_gradients(index == len(batches) - 1):
+                with autocast(self.device, self.precision.dtype):
+                    micro_loss = loss_fn(self.step_model, x, y)
+                if weight is not None:
+                    micro_loss = micro_loss * weight
+                loss = micro_loss.detach() if loss is None else loss + micro_loss.detach()
+                if share is not None:  # DDP averages the ranks' gradients: weighted so, they
+                    micro_loss = micro_loss * (share * self.world_size)  # are the global batch's
+                self.backward(micro_loss)
+        if share is not None:
+            loss = all_reduce_sum(loss * share)
+        if self.scaler is not None:
+            return loss, self.scaled_optimizer_step()
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.model.parameters(), self.train_config.grad_clip
         )
         self.optimizer.step()
-        return loss.detach(), grad_norm
+        return loss, grad_norm
+
+    def reduce_gradients(self, last: bool):
+        """DDP's all-reduce in this backward only for the last micro-batch (no_sync before)."""
+        if self.world_size > 1 and not last:
+            return self.parallel_model.no_sync()
+        return contextlib.nullcontext()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def scaled_optimizer_step(self) -> torch.Tensor:
+        """float16: unscale, clip, and step unless a gradient overflowed (then the scale halves).
+
+        A skipped step is counted, and its gradient norm reads 0: nothing was applied, and the
+        training loop's non-finite check is for divergence, which shows in the loss.
+        """
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.train_config.grad_clip
+        )
+        self.scaler.step(self.optimizer)  # skipped when a gradient is inf or nan
+        self.scaler.update()
+        overflowed = ~torch.isfinite(grad_norm)
+        self.skipped += overflowed.long()
+        return torch.where(overflowed, torch.zeros_like(grad_norm), grad_norm)
+
+    def skipped_steps(self) -> int:
+        """Steps skipped so far in this process because float16 gradients overflowed."""
+        return int(self.skipped.item()) if self.scaler is not None else 0
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
         """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync.
@@ -100,7 +157,10 @@ class Trainer:
             share = self.batch_share(len(x), batch_rows)
             if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
                 x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
-        return self.step(self.to_device(x), self.to_device(y), share)
+        batches = [(x, y, None)]
+        if self.train_config.grad_accum_steps > 1:
+            batches = micro_batches(x, y, self.train_config.grad_accum_steps)
+        return self.step([(self.to_device(x), self.to_device(y), w) for x, y, w in batches], share)
 
     def batch_share(self, shard_rows: int, batch_rows: int | None) -> torch.Tensor:
         """This rank's share of the global batch, made once per (shard, batch) size.
@@ -128,7 +188,9 @@ class Trainer:
             x = shard_rows(x, self.rank, self.world_size)
             y = shard_rows(y, self.rank, self.world_size)
             if len(x) > 0:
-                total += loss_fn(self.model, self.to_device(x), self.to_device(y)) * len(x)
+                with autocast(self.device, self.precision.dtype):
+                    loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
+                total += loss.float() * len(x)
                 count += len(x)
         if self.world_size > 1:
             total_and_count = torch.stack([total, torch.tensor(float(count), device=self.device)])
@@ -148,7 +210,7 @@ class Trainer:
             finish_together()
 
     def decoder(self) -> Decoder:
-        return Decoder(self.model)
+        return Decoder(self.model, self.precision.dtype)
 
     def checkpoint(self) -> Checkpoint:
         """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +186,64 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
     assert len(lines) == 1, result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+# --- data parallelism: 2 local ranks ---
+
+# 100 characters at val_split 0.2: 80 training tokens, 64 windows of 16 -> batches 7 x 9 + 1.
+DISTRIBUTED_TEXT_LENGTH = 100
+DISTRIBUTED_SETTINGS = {
+    "max_steps": 20, "batch_size": 7, "block_size": 16, "val_split": 0.2, "lr": 3e-3,
+    "log_interval": 1, "seed": 7, "device": "cpu",
+}  # fmt: skip
+DISTRIBUTED_TOLERANCE = 1e-5  # float32 losses; the ranks sum their shards in a different order
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free: the ring backend listens on one port per rank."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            with socket.socket() as second:
+                second.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
+def launcher(backend: str) -> list[str]:
+    """The command that starts 2 local ranks of `python -m ...` for `backend`."""
+    if backend == "torch":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2"]  # fmt: skip
+    mlx_launch = Path(sys.executable).parent / "mlx.launch"
+    # "--" keeps mlx.launch from taking the CLI's own --backend flag for its own.
+    return [str(mlx_launch), "-n", "2", "--backend", "ring", "--hosts", "127.0.0.1",
+            "--starting-port", str(free_port_pair()), "--python", sys.executable, "--"]  # fmt: skip
+
+
+def cli_flags(settings: dict) -> list[str]:
+    flags = []
+    for name, value in settings.items():
+        flags += [f"--{name.replace('_', '-')}", str(value)]
+    return flags
+
+
+def losses_by_step(run_dir: Path) -> dict[int, float]:
+    """step -> logged training loss, failing on a step logged twice (a second writer)."""
+    losses: dict[int, float] = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "val_loss" not in record:
+            assert record["step"] not in losses, f"step {record['step']} logged twice"
+            losses[record["step"]] = record["train_loss"]
+    return losses
+
+
+def assert_losses_close(first: dict[int, float], second: dict[int, float]) -> None:
+    assert first.keys() == second.keys()
+    worst = max(abs(first[step] - second[step]) for step in first)
+    assert worst <= DISTRIBUTED_TOLERANCE, f"largest per-step loss difference {worst}"

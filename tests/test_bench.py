@@ -122,7 +122,7 @@ def test_cli_writes_json_with_every_field(tmp_path: Path):
         "load_average_at_start",
         "load_average_at_end",
     } <= set(report["machine"])
-    assert report["settings"]["dtype"] == "float32" and report["settings"]["config"] == "tiny"
+    assert report["settings"]["dtype"] == "auto" and report["settings"]["config"] == "tiny"
     assert report["settings"]["model_config"]["d_model"] == 64
     assert "6*N" in report["flops"]["formula"] and report["flops"]["N"] == 103_872
     assert set(report["generation_paths"]) == {"generate_kv", "generate_no_kv", "generate_batched"}

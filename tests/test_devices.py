@@ -31,7 +31,7 @@ from myllm.config import ModelSettings, TrainConfig
 from myllm.errors import UserError
 from myllm.resume import resumed_train_config
 from myllm.training import run_training
-from myllm_mlx.precision import set_tf32_environment
+from myllm_mlx.tf32 import set_tf32_environment
 from myllm_torch.model import explicit_attention, fused_attention_drops
 from tests.helpers import TINY_MODEL, tiny_model_config, tiny_train_config
 

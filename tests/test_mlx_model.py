@@ -141,8 +141,10 @@ def test_compiled_training_step_matches_eager(dropout):
 
     def two_steps(compile: bool):
         config = ModelConfig(**TINY, dropout=dropout)
-        train_config = TrainConfig(lr=1e-2, seed=3, device="cpu")
-        trainer = Trainer(config, train_config, compile=compile)
+        train_config = TrainConfig(
+            lr=1e-2, seed=3, device="cpu", compile="on" if compile else "off"
+        )
+        trainer = Trainer(config, train_config)
         assert trainer.compiled is compile
         rng = np.random.default_rng(0)
         losses = []

@@ -190,9 +190,7 @@ def load_like_sample_py(directory: Path) -> tuple[NanoGPT, dict]:
 
 def myllm_greedy(backend_name: str, checkpoint_path: Path, prompt: str, tokens: int) -> str:
     backend = load_backend(backend_name)
-    decoder = backend.generate.Decoder(
-        backend.generate.load_model(read_checkpoint(checkpoint_path), "cpu")
-    )
+    decoder = backend.load_decoder(read_checkpoint(checkpoint_path), "cpu")
     tokenizer = CharTokenizer.load(checkpoint_path.parent / "tokenizer.json")
     request = GenerationRequest(
         tokenizer, SamplingSettings(0.0, 0, 1.0, tokens), np.random.default_rng(0)
@@ -202,7 +200,7 @@ def myllm_greedy(backend_name: str, checkpoint_path: Path, prompt: str, tokens: 
 
 def myllm_logits(backend_name: str, checkpoint_path: Path, ids: np.ndarray) -> np.ndarray:
     backend = load_backend(backend_name)
-    model = backend.generate.load_model(read_checkpoint(checkpoint_path), "cpu")
+    model = backend.load_decoder(read_checkpoint(checkpoint_path), "cpu").model
     return logits_of(backend, model, ids)
 
 

@@ -5,7 +5,14 @@ The package holds no framework code: each backend's timing operations are its `B
 
 from myllm.bench.flops import FLOP_FORMULA, flop_parameter_count, model_flops_per_token
 from myllm.bench.plan import PRESETS, BenchPlan, BenchSettings, resolve_plan
-from myllm.bench.report import ROWS, markdown_table, render_table, report_notes, write_report
+from myllm.bench.report import (
+    ROWS,
+    markdown_table,
+    matmul_peak,
+    render_table,
+    report_notes,
+    write_report,
+)
 from myllm.bench.runner import run_bench, select_backends
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "BenchSettings",
     "flop_parameter_count",
     "markdown_table",
+    "matmul_peak",
     "model_flops_per_token",
     "render_table",
     "report_notes",

@@ -10,7 +10,8 @@ FLOP_FORMULA = (
     "LayerNorms) + d_model*vocab for the lm_head matmul (its weight is the tied token "
     "embedding, so it is not a parameter of its own, but it is a full matmul per token); "
     "T = block_size; attention is counted over all T keys (PaLM's convention: the causal half "
-    "is not subtracted); MFU = achieved FLOP/s / measured matmul peak FLOP/s"
+    "is not subtracted); MFU = achieved FLOP/s / measured matmul peak FLOP/s, the peak being "
+    "the best of a sweep of matmuls (squares and the model's own GEMM shapes) in the dtype in use"
 )
 
 

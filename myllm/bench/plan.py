@@ -10,13 +10,14 @@ import numpy as np
 from myllm.config import ModelConfig, TrainConfig, model_defaults
 from myllm.data import BatchSampler
 from myllm.errors import UserError
+from myllm.precision import check_compile, check_dtype
 
 VOCAB_SIZE = 65  # Tiny Shakespeare's character vocabulary
 SYNTHETIC_TOKENS = 200_000  # speed does not depend on the text: seeded random tokens
 BATCHED_SAMPLES = 8
 PROMPT_IDS = [0]  # generation starts from a 1-token prompt
-MATMUL_SIZE = 2048  # square float32 matmul for the measured peak
-DTYPE = "float32"
+MATMUL_SIZE = 2048  # square matmul for the measured peak, in the dtype in use
+SWEEP_SQUARES = (512, 1024)  # smaller squares of the peak's sweep (those below matmul_size)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class BenchSettings:
     device: str = "auto"
     seed: int = TrainConfig.seed
     matmul_size: int = MATMUL_SIZE  # not a CLI flag: the tests use a small one to stay fast
+    dtype: str = "auto"  # one value of `myllm bench --dtype` (the CLI runs each in turn)
+    compile: str = "auto"  # one value of `myllm bench --compile`
 
 
 @dataclass
@@ -80,6 +83,8 @@ class BenchPlan:
     device: str
     seed: int
     matmul_size: int
+    dtype: str = "auto"
+    compile: str = "auto"
 
     @property
     def block_size(self) -> int:
@@ -100,7 +105,8 @@ class BenchPlan:
             "matmul_size": self.matmul_size,
             "device": self.device,
             "seed": self.seed,
-            "dtype": DTYPE,
+            "dtype": self.dtype,  # as asked; each backend's report has the resolved one
+            "compile": self.compile,
             "data": f"synthetic: {SYNTHETIC_TOKENS} seeded random tokens, vocab {VOCAB_SIZE}",
         }
 
@@ -140,6 +146,8 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         device=settings.device,
         seed=settings.seed,
         matmul_size=settings.matmul_size,
+        dtype=check_dtype(settings.dtype),
+        compile=check_compile(settings.compile),
     )
 
 
@@ -156,3 +164,22 @@ def make_batches(plan: BenchPlan) -> list[tuple[np.ndarray, np.ndarray]]:
     sampler = BatchSampler(tokens, plan.block_size, plan.batch_size, plan.seed)
     count = max(1, plan.warmup) + plan.repeats * plan.steps
     return [sampler.batch(step) for step in range(count)]
+
+
+def sweep_shapes(plan: BenchPlan) -> list[tuple[int, int, int]]:
+    """(m, k, n) of the matmul peak's sweep besides the big square: smaller squares and the
+    model's own GEMMs (forward: tokens x d_model by the projections, the feed-forward and the
+    lm_head; backward's weight gradients: d_model x tokens by tokens x d_model / d_ff)."""
+    tokens = plan.batch_size * plan.block_size
+    config = plan.model_config
+    d_model, d_ff, vocab = config.d_model, config.d_ff, config.vocab_size
+    squares = [(s, s, s) for s in SWEEP_SQUARES if s < plan.matmul_size]
+    model = [
+        (tokens, d_model, d_model),
+        (tokens, d_model, d_ff),
+        (tokens, d_ff, d_model),
+        (tokens, d_model, vocab),
+        (d_model, tokens, d_model),
+        (d_model, tokens, d_ff),
+    ]
+    return squares + list(dict.fromkeys(model))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from myllm.bench.flops import FLOP_FORMULA, flop_parameter_count, model_flops_per_token
 from myllm.bench.machine import load_average, machine_info
-from myllm.bench.plan import BATCHED_SAMPLES, DTYPE, PROMPT_IDS, BenchPlan
+from myllm.bench.plan import BATCHED_SAMPLES, PROMPT_IDS, BenchPlan
 
 if TYPE_CHECKING:  # the runner imports this module to build its report
     from myllm.bench.runner import BackendBench
@@ -34,11 +34,20 @@ def generation_paths(plan: BenchPlan) -> dict[str, str]:
     }
 
 
+def matmul_peak(size: int, square_seconds: float, sweep_seconds: dict[str, list[float]]) -> float:
+    """The best FLOP/s of the sweep's medians: the square and every other m x k x n shape."""
+    rates = [2 * size**3 / square_seconds]
+    for name, seconds in sweep_seconds.items():
+        m, k, n = (int(part) for part in name.split("x"))
+        rates.append(2 * m * k * n / statistics.median(seconds))
+    return max(rates)
+
+
 def figures_of(bench: BackendBench, plan: BenchPlan) -> dict[str, float]:
     """Medians of the repeats turned into the reported figures."""
     median = {kind: statistics.median(values) for kind, values in bench.samples.items()}
     train_tokens = plan.steps * plan.batch_size * plan.block_size
-    peak = 2 * plan.matmul_size**3 / median["matmul"]
+    peak = matmul_peak(plan.matmul_size, median["matmul"], bench.sweep_seconds)
     train_rate = train_tokens / median["train"]
     forward_rate = train_tokens / median["forward"]
     config = plan.model_config
@@ -107,8 +116,9 @@ def build_report(
             "N": flop_parameter_count(config),
             "training_per_token": model_flops_per_token(config, training=True),
             "forward_per_token": model_flops_per_token(config, training=False),
-            "matmul_peak": f"median of 2*{size}^3 / seconds per {size}x{size} {DTYPE} "
-            "matmul, each backend's own matmul",
+            "matmul_peak": f"best over a sweep ({size}^3, smaller squares, the model's GEMM "
+            "shapes m x k x n) of the median 2*m*k*n / seconds, each backend's own matmul in its "
+            "dtype",
         },
         "generation_paths": generation_paths(plan),
         "backends": backends,
@@ -181,7 +191,8 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     model = settings["model_config"]
     notes = [
         f"model: d_model {model['d_model']}, {model['n_layers']} layers, {model['n_heads']} heads, "
-        f"block {settings['block_size']}, batch {settings['batch_size']}, {settings['dtype']}, "
+        f"block {settings['block_size']}, batch {settings['batch_size']}, dtype "
+        f"{settings['dtype']}, compile {settings['compile']}, "
         f"dropout {model['dropout']}; training steps per repeat: {settings['steps']}; medians of "
         f"{settings['repeats']} interleaved repeats after warm-up ({settings['warmup']} steps)"
     ]
@@ -202,7 +213,7 @@ def report_notes(report: dict[str, Any]) -> list[str]:
     for name, info in report["backends"].items():
         gpu = f", GPU {info['gpu']}" if info["gpu"] else ""
         notes.append(
-            f"{name}: {info['device']}{gpu}; BLAS {info['blas']}; compiled {info['compiled']}; "
+            f"{name}: {info['device']}{gpu}; BLAS {info['blas']}; {info['precision']}; "
             f"peak memory = {info['memory_source']}"
         )
     for kind, path in report["generation_paths"].items():

@@ -24,12 +24,12 @@ from myllm.backends import backend_names, is_installed, load_backend
 from myllm.bench.machine import load_average, process_peak_rss_bytes, rss_source
 from myllm.bench.plan import (
     BATCHED_SAMPLES,
-    DTYPE,
     PROMPT_IDS,
     BenchPlan,
     BenchSettings,
     make_batches,
     resolve_plan,
+    sweep_shapes,
 )
 from myllm.bench.report import build_report
 from myllm.config import TrainConfig
@@ -65,15 +65,25 @@ class BackendBench:
             block_size=plan.block_size,
             device=plan.device,
             seed=plan.seed,
+            dtype=plan.dtype,
+            compile=plan.compile,
         )
         self.trainer = backend.Trainer(plan.model_config, train_config)
+        self.dtype = self.trainer.precision.dtype
         self.decoder = self.trainer.decoder()
         self.ops = backend.BenchOps(self.trainer)
         self.samples: dict[str, list[float]] = {}
         self.peak_memory = 0
         self.peak_rss = 0
         self.matmul_count = 1
-        self.matmul_inputs = self.ops.matmul_operands(plan.matmul_size)
+        size = plan.matmul_size
+        self.matmul_inputs = self.ops.matmul_operands((size, size, size), self.dtype)
+        # The peak is the best of a sweep: the square above, smaller squares, the model's GEMMs.
+        self.sweep_inputs = {
+            shape: self.ops.matmul_operands(shape, self.dtype) for shape in sweep_shapes(plan)
+        }
+        self.sweep_counts = dict.fromkeys(self.sweep_inputs, 1)
+        self.sweep_seconds: dict[str, list[float]] = {}
 
     def record(self, kind: str, seconds: float) -> None:
         self.samples.setdefault(kind, []).append(seconds)
@@ -165,8 +175,8 @@ class BackendBench:
         self.record("decode_step", decoder_seconds / positions)
         self.record("model_step", model_seconds / positions)
 
-    def run_matmuls(self, count: int) -> None:
-        a, b = self.matmul_inputs
+    def run_matmuls(self, count: int, inputs=None) -> None:
+        a, b = inputs or self.matmul_inputs
         products = []
         for _ in range(count):
             products.append(self.ops.matmul(a, b))
@@ -182,10 +192,23 @@ class BackendBench:
         self.run_matmuls(1)
         one = time.perf_counter() - start
         self.matmul_count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / max(one, 1e-9))))
+        for shape, inputs in self.sweep_inputs.items():
+            self.run_matmuls(1, inputs)
+            start = time.perf_counter()
+            self.run_matmuls(1, inputs)
+            one = time.perf_counter() - start
+            # A quarter of the square's time each: the sweep adds about as much time as it.
+            count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / 4 / max(one, 1e-9))))
+            self.sweep_counts[shape] = count
 
     def time_matmul(self) -> None:
         with _stopwatch(lambda s: self.record("matmul", s / self.matmul_count)):
             self.run_matmuls(self.matmul_count)
+        for shape, inputs in self.sweep_inputs.items():
+            count = self.sweep_counts[shape]
+            samples = self.sweep_seconds.setdefault("x".join(map(str, shape)), [])
+            with _stopwatch(lambda s, samples=samples, count=count: samples.append(s / count)):
+                self.run_matmuls(count, inputs)
 
     def description(self) -> dict[str, Any]:
         """Device, versions, BLAS, compile flag and memory source of this backend."""
@@ -194,9 +217,11 @@ class BackendBench:
             "gpu": self.ops.gpu_name(),
             "versions": self.trainer.versions(),
             "blas": self.ops.blas(),
-            "dtype": DTYPE,
+            "dtype": self.dtype,
             "matmul_precision": self.trainer.matmul_precision,
             "compiled": self.trainer.compiled,
+            "precision": self.trainer.precision.describe(),  # what runs compiled, in which dtype
+            "matmul_sweep_seconds": self.sweep_seconds,  # m x k x n -> seconds per matmul
             "memory_source": self.ops.memory_source(),
             "rss_source": rss_source(self.ops.rss_resettable),
             "matmuls_per_repeat": self.matmul_count,
