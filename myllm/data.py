@@ -19,9 +19,8 @@ from myllm.permutation import FeistelPermutation
 from myllm.tokenizer import CharTokenizer
 
 
-def read_text(path: str | Path) -> str:
-    """The UTF-8 text of `path`, or a UserError saying what is wrong with the file."""
-    path = Path(path)
+def check_data_file(path: Path) -> None:
+    """A UserError naming what `path` is when it is not a readable, non-empty regular file."""
     if not path.exists():
         raise UserError(f"data file {path} not found: pass --data PATH or run `myllm data fetch`")
     if path.is_dir():
@@ -31,6 +30,14 @@ def read_text(path: str | Path) -> str:
             f"data file {path} is not a regular file (a pipe, device or socket): "
             "pass --data PATH of a text file"
         )
+    if path.stat().st_size == 0:
+        raise UserError(f"data file {path} is empty: pass a text file with content")
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of `path`, or a UserError saying what is wrong with the file."""
+    path = Path(path)
+    check_data_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

@@ -36,6 +36,7 @@ import numpy as np
 
 from myllm.atomic import atomic_path
 from myllm.byte_tokenizer import ByteTokenizer
+from myllm.data import check_data_file
 from myllm.errors import UserError
 from myllm.tokenizer import CharTokenizer
 from myllm.tokenizers import Tokenizer, check_mode
@@ -112,13 +113,6 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 # --- reading the text in chunks ---
-
-
-def check_data_file(path: Path) -> None:
-    if not path.is_file():
-        raise UserError(f"data file {path} not found: pass --data PATH or run `myllm data fetch`")
-    if path.stat().st_size == 0:
-        raise UserError(f"data file {path} is empty: pass a text file with content")
 
 
 def read_chunks(path: Path, chunk_bytes: int | None = None):

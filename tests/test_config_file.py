@@ -35,7 +35,9 @@ def test_every_train_and_model_field_is_settable(tmp_path):
         "beta1": 0.8, "beta2": 0.9, "eps": 1e-7, "weight_decay": 0.01, "grad_clip": 0.5,
         "val_split": 0.2, "seed": 9, "eval_interval": 4, "eval_iters": 6, "log_interval": 2,
         "sample_every_epochs": 3, "device": "cpu", "d_model": 48, "n_heads": 3, "n_layers": 1,
-        "d_ff": 96, "dropout": 0.05, "backend": "mlx",
+        "d_ff": 96, "dropout": 0.05, "backend": "mlx", "save_interval": 50,
+        "save_minutes": 5.0, "tf32": True, "tokenizer": "byte", "cache_dir": "cache",
+        "dtype": "float32", "compile": "off", "grad_accum_steps": 2,
     }  # fmt: skip
     assert set(values) == set(train_types) | set(model_types) | {"backend"}
     path = tmp_path / "run.toml"

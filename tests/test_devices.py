@@ -295,7 +295,8 @@ def test_data_parallel_ranks_agree_on_stopping_at_log_points(monkeypatch, text_f
     use_trainer(monkeypatch, make)
     config = tiny_train_config(text_file, tmp_path / "run", max_steps=20, log_interval=5)
     result = run_training("torch", config, ModelSettings(**TINY_MODEL))
-    assert made[0].agreed_at == [0, 5, 10]  # the start and each log point, not every step
+    # The start and each log point (the stop signal, the periodic save's clock), not every step.
+    assert sorted(set(made[0].agreed_at)) == [0, 5, 10]
     assert result.step == 10 and result.interrupted_by == 2
 
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from myllm.cli import app
+from myllm.config import ModelSettings
 from myllm.data import prepare_corpus
 from myllm.evaluation import bits_per_character, evaluate_checkpoint
 from myllm.tokenizer import CharTokenizer
@@ -25,7 +26,7 @@ def train_tiny(backend_name, text_file, directory, eval_iters):
     config = tiny_train_config(
         text_file, directory, max_steps=6, eval_interval=3, eval_iters=eval_iters
     )
-    run_training(backend_name, config, dict(TINY_MODEL))
+    run_training(backend_name, config, ModelSettings(**TINY_MODEL))
     lines = (directory / "metrics.jsonl").read_text().splitlines()
     return [record for record in map(json.loads, lines) if "val_loss" in record]
 

@@ -170,7 +170,7 @@ def test_resumed_tokenizer_renumbers_the_cached_tokens(tmp_path):
     corpus = load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), wider)
     assert corpus.tokenizer is wider
     np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
-    with pytest.raises(UserError, match="not in the vocabulary"):
+    with pytest.raises(UserError, match="not in the resumed run's vocabulary"):
         load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), CharTokenizer(list("ab")))
 
 
