@@ -11,8 +11,11 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
+from typing import TypeVar
 
+T = TypeVar("T")
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -45,3 +48,14 @@ class GracefulStop:
     @property
     def exit_code(self) -> int:
         return EXIT_CODES.get(self.requested, 130)
+
+
+def until_stopped(items: Iterator[T], stop: GracefulStop) -> Iterator[T]:
+    """The items of `items` until a stop is requested (the first always: never an empty pass).
+
+    How an evaluation or a sample ends within one batch or token of a SIGINT / SIGTERM.
+    """
+    for index, item in enumerate(items):
+        if index > 0 and stop.requested is not None:
+            return
+        yield item

@@ -13,8 +13,10 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
+from typing import Any
 
 from myllm.errors import UserError
+from myllm.run_files import RunFiles
 
 LOCK_NAME = "run.lock"
 RUN_FILES = ("run.json", "metrics.jsonl", "tokenizer.json")
@@ -100,3 +102,29 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def claim_run_directory(
+    files: RunFiles, trainer: Any, overwrite: bool, continues_in_place: bool, is_main: bool
+) -> RunLock | None:
+    """Rank 0 locks the run directory and checks it again under the lock; all ranks agree.
+
+    The check before the lock ran before the data and the model were ready; another run may
+    have written the directory since. `trainer` is the run's (myllm/contract.py Trainer).
+    """
+    lock, problem = None, None
+    if is_main:
+        lock = RunLock(files.directory)
+        try:
+            lock.acquire()
+            if not continues_in_place:
+                check_new_run_directory(files.directory, files.suffix, overwrite)
+        except UserError as error:
+            lock.release()
+            problem = error
+    if trainer.max_over_ranks(int(problem is not None)):
+        raise problem or UserError(
+            f"rank 0 could not claim the checkpoint directory {files.directory} "
+            "(see its message): pass another --checkpoint-dir"
+        )
+    return lock

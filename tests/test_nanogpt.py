@@ -20,7 +20,7 @@ from torch import nn
 
 from myllm.backends import load_backend
 from myllm.checkpoint import read_checkpoint, write_checkpoint
-from myllm.cli import convert
+from myllm.cli.convert import convert
 from myllm.errors import UserError
 from myllm.nanogpt_meta import read_meta
 from myllm.repl import GenerationRequest, generate_text

@@ -1,0 +1,124 @@
+"""The `myllm` app: the typer application, its entry point and what every command shares.
+
+Each command lives in its own module of this package (train, generate and eval, convert, data,
+plot and bench); importing the package registers them all on `app`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from myllm.errors import UserError
+
+HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
+app = typer.Typer(
+    context_settings=HELP_OPTIONS,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="One small GPT, trained and sampled natively in PyTorch and in Apple MLX.",
+)
+data_app = typer.Typer(
+    context_settings=HELP_OPTIONS,
+    no_args_is_help=True,
+    help="List, fetch and prepare (tokenize once) the training corpora.",
+)
+app.add_typer(data_app, name="data")
+err_console = Console(stderr=True)
+DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
+# The reference's underscore spellings: accepted (translated in main()), hidden from --help.
+UNDERSCORE_SPELLINGS = (
+    "--batch_size", "--block_size", "--checkpoint_dir", "--d_model", "--eval_interval",
+    "--eval_iters", "--gen_tokens", "--log_interval", "--max_new_tokens", "--max_steps",
+    "--n_heads", "--n_layers", "--num_samples", "--top_k", "--top_p", "--val_split",
+    "--warmup_steps", "--weight_decay",
+)  # fmt: skip
+
+
+def main() -> None:
+    """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
+    try:
+        app(args=hyphenate_options(sys.argv[1:]), prog_name="myllm")
+    except UserError as error:
+        err_console.print(
+            f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True
+        )
+        sys.exit(error.exit_code)
+
+
+def _choices(*names: str) -> dict[str, Any]:
+    """Show an enumerated option's choices in --help and complete them in the shell.
+
+    The value stays a string that the command checks itself, so a bad one is the usual one-line
+    error naming the choices (exit 2); --device also takes an index (cuda:1)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in names if name.startswith(incomplete)]
+
+    return {"metavar": "<" + "|".join(names) + ">", "autocompletion": complete}
+
+
+BACKENDS = _choices("torch", "mlx")
+DEVICES = _choices("auto", "cpu", "cuda", "mps", "gpu")
+
+
+def hyphenate_options(args: list[str]) -> list[str]:
+    """--batch_size 8 and --batch_size=8 become --batch-size (the reference's spellings)."""
+    translated = []
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name in UNDERSCORE_SPELLINGS:
+            arg = name.replace("_", "-") + equals + value
+        translated.append(arg)
+    return translated
+
+
+def versions() -> dict[str, str]:
+    """myllm, Python and the frameworks' versions, read from package metadata (nothing imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from myllm import __version__
+
+    found = {"myllm": __version__, "python": sys.version.split()[0]}
+    for package in ("torch", "mlx"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(" ".join(f"{name} {v}" for name, v in versions().items()) + "\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="print the myllm, Python, torch and MLX versions and exit",
+        ),
+    ] = False,
+) -> None:
+    """One small GPT, trained and sampled natively in PyTorch and in Apple MLX."""
+
+
+def _default(field_name: str) -> str:
+    from myllm.config import TrainConfig
+
+    return f"(default: {getattr(TrainConfig, field_name)})"
+
+
+def _model_default(field_name: str) -> str:
+    from myllm.config import ModelConfig
+
+    return f"(default: {ModelConfig.__dataclass_fields__[field_name].default})"

@@ -1,0 +1,132 @@
+"""Sample from a checkpoint and evaluate it: `myllm generate`, `myllm eval`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, _choices, app
+
+# --- generate ---
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
+    tokenizer: Annotated[
+        Path | None, typer.Option(help="(default: tokenizer.json beside the checkpoint)")
+    ] = None,
+    prompt: Annotated[str, typer.Option(help="text to continue")] = "",
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="characters to generate")
+    ] = 500,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off")] = 0,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off")] = 1.0,
+    seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
+    num_samples: Annotated[
+        int, typer.Option("--num-samples", min=1, help="continuations, generated as one batch")
+    ] = 1,
+    kv_cache: Annotated[
+        bool,
+        typer.Option("--kv-cache/--no-kv-cache", help="reuse keys/values (same text, faster)"),
+    ] = True,
+    skip_unknown: Annotated[
+        bool, typer.Option("--skip-unknown", help="drop prompt characters not in the vocabulary")
+    ] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
+    dtype: Annotated[
+        str, typer.Option(help="compute dtype: auto, float32, bfloat16, float16")
+    ] = "auto",
+) -> None:
+    """Continue a prompt, or chat with the model in an interactive REPL."""
+    from myllm.backends import load_backend, native_backend
+    from myllm.checkpoint import read_checkpoint
+    from myllm.config import check_seed
+    from myllm.precision import check_dtype
+    from myllm.repl import GenerationRequest, generate_text, run_repl
+    from myllm.resume import check_tokenizer_matches
+    from myllm.sampling import SamplingSettings
+    from myllm.tokenizers import load_tokenizer
+
+    settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
+    check_seed(seed)
+    loaded = read_checkpoint(checkpoint)
+    char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
+    check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
+    check_dtype(dtype)
+    chosen = load_backend(backend or native_backend(checkpoint))
+    decoder = chosen.load_decoder(loaded, device, dtype)
+    request = GenerationRequest(
+        char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
+    )
+    if interactive:
+        run_repl(decoder, request)
+        return
+    char_tokenizer.encode(prompt, skip_unknown=skip_unknown)  # unknown characters: fail first
+    if num_samples == 1:
+        sys.stdout.write(prompt)
+    try:
+        generate_text(decoder, request, prompt, sys.stdout)
+    except KeyboardInterrupt:
+        sys.stdout.write("\n")
+        raise typer.Exit(130) from None
+    sys.stdout.write("\n")
+
+
+# --- eval ---
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
+    data: Annotated[
+        str | None, typer.Option(help="UTF-8 text file (default: the run's own --data)")
+    ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="the run's validation or training part, or the whole text",
+            **_choices("val", "train", "all"),
+        ),
+    ] = "val",
+    eval_iters: Annotated[
+        int | None,
+        typer.Option("--eval-iters", min=1, help="N seeded batches (default: every window)"),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the result as one JSON object")
+    ] = False,
+) -> None:
+    """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""
+    import json
+
+    from myllm.evaluation import evaluate_checkpoint
+
+    result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
+    if json_output:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    sys.stdout.write(
+        f"{result.split} loss {result.loss_nats:.4f} nats, {result.bits_per_character:.4f} bits "
+        f"per character, perplexity {result.perplexity:.3f} ({result.windows:,} windows of "
+        f"{result.block_size} on {result.data}, {result.backend})\n"
+    )
