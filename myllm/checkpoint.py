@@ -216,16 +216,8 @@ def corrupt_checkpoint(path: Path, error: BaseException) -> UserError:
 def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
     from safetensors.numpy import save
 
-    tensors = dict(checkpoint.weights)
-    optimizer_meta = None
-    if checkpoint.optimizer is not None:
-        optimizer_meta = {"step": checkpoint.optimizer.step}
-        for name, array in checkpoint.optimizer.exp_avg.items():
-            tensors[f"{OPTIMIZER_PREFIX}exp_avg.{name}"] = array
-        for name, array in checkpoint.optimizer.exp_avg_sq.items():
-            tensors[f"{OPTIMIZER_PREFIX}exp_avg_sq.{name}"] = array
-    for backend, state in checkpoint.rng.items():
-        tensors[RNG_PREFIX + backend] = state
+    tensors = checkpoint_tensors(checkpoint)
+    optimizer_meta = None if checkpoint.optimizer is None else {"step": checkpoint.optimizer.step}
     meta = {
         "format_version": FORMAT_VERSION,
         "model_config": checkpoint.model_config.to_dict(),

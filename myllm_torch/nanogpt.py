@@ -23,6 +23,7 @@ from myllm.atomic import atomic_write
 from myllm.checkpoint import Checkpoint, OptimizerState, TrainingState, parameter_shapes
 from myllm.config import ModelConfig, TrainConfig
 from myllm.errors import UserError
+from myllm_torch.checkpoint_format import adamw_param_group
 
 COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper, kept in the keys of a compiled run
 NO_BEST_LOSS = 1e9  # nanoGPT's "no validation yet"
@@ -288,19 +289,9 @@ def _optimizer_to_nanogpt(checkpoint: Checkpoint, bias: bool, train: dict) -> di
                 "exp_avg": torch.from_numpy(exp_avg[name]),
                 "exp_avg_sq": torch.from_numpy(exp_avg_sq[name]),
             }
-    group = {
-        "lr": train.get("lr", 3e-4),
-        "betas": (train.get("beta1", 0.9), train.get("beta2", 0.95)),
-        "eps": train.get("eps", 1e-8),
-        "amsgrad": False,
-        "maximize": False,
-        "foreach": None,
-        "capturable": False,
-        "differentiable": False,
-        "fused": None,
-    }
+    group = adamw_param_group(train, num_params=0)  # the run's hyper-parameters; params below
     groups = [
-        {**group, "weight_decay": train.get("weight_decay", 0.1), "params": list(range(decayed))},
+        {**group, "params": list(range(decayed))},
         {**group, "weight_decay": 0.0, "params": list(range(decayed, len(order)))},
     ]
     return {"state": state, "param_groups": groups}

@@ -26,7 +26,7 @@ from myllm.sampling import SamplingSettings
 from myllm.schedule import CosineSchedule
 from myllm_mlx.model import loss_fn as mlx_loss_fn
 from myllm_torch.model import loss_fn as torch_loss_fn
-from tests.helpers import logits_of, sample_text
+from tests.helpers import logits_of, sample_tokens
 
 TORCH, MLX = load_backend("torch"), load_backend("mlx")
 CONFIG = ModelConfig(vocab_size=65, d_model=64, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
@@ -36,10 +36,7 @@ TRAIN = TrainConfig(batch_size=8, block_size=32, lr=1e-3, seed=11, device=DEVICE
 
 @pytest.fixture(scope="module")
 def tokens() -> np.ndarray:
-    text = sample_text(20_000)
-    chars = sorted(set(text))
-    assert len(chars) <= CONFIG.vocab_size
-    return np.array([chars.index(ch) for ch in text], dtype=np.int32)
+    return sample_tokens(CONFIG.vocab_size)
 
 
 def make_trainers(source=TORCH):

@@ -46,6 +46,14 @@ def sample_text(characters: int = 20_000) -> str:
     return " ".join(rng.choice(words, size=characters // 4))[:characters]
 
 
+def sample_tokens(vocab_size: int, characters: int = 20_000) -> np.ndarray:
+    """sample_text as int32 token ids of its sorted characters (at most vocab_size of them)."""
+    text = sample_text(characters)
+    chars = sorted(set(text))
+    assert len(chars) <= vocab_size
+    return np.array([chars.index(ch) for ch in text], dtype=np.int32)
+
+
 def tiny_model_config(vocab_size: int = 65, **overrides) -> ModelConfig:
     return ModelConfig(vocab_size=vocab_size, max_seq_len=16, **{**TINY_MODEL, **overrides})
 
