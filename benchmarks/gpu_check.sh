@@ -20,7 +20,7 @@ TORCH_INDEX=${GPU_CHECK_TORCH_INDEX:-https://download.pytorch.org/whl/cu128}
 ALLOW_CPU=${GPU_CHECK_ALLOW_CPU:-0}
 RESULT=${GPU_CHECK_RESULT:-benchmarks/results/gpu-check-$(hostname)-$(date +%Y%m%d-%H%M%S).json}
 ALL_STEPS="install probe parity device_auto resume_across_backends rng_exactness tokens_per_second
-bench_default"
+bench_default quality_bf16"
 read -ra STEPS <<< "$(echo ${GPU_CHECK_STEPS:-$ALL_STEPS})"  # GPU_CHECK_STEPS="probe parity"
 
 WORK=$(mktemp -d)
@@ -185,11 +185,25 @@ print(json.dumps(figures))
 PY
 }
 
-step_bench_default() {  # both backends, the default model, on the GPU
-  myllm bench --config default --device "$GPU" --json "$WORK/bench.json" > "$WORK/bench.log" 2>&1 ||
+step_bench_default() {  # both backends, the default model, on the GPU, float32 and bfloat16
+  myllm bench --config default --device "$GPU" --dtype float32,bfloat16 \
+    --json "$WORK/bench.json" > "$WORK/bench.log" 2>&1 ||
     { tail -5 "$WORK/bench.log"; return 1; }
   "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(json.dumps(r))" \
     "$WORK/bench.json"
+}
+
+step_quality_bf16() {  # the 2,000-step nanoGPT-budget run, torch at bfloat16: val <= 1.92
+  myllm train --backend torch --config configs/nanogpt-cpu.toml --data "$DATA" --device "$GPU" \
+    --dtype bfloat16 --checkpoint-dir "$WORK/quality-bf16" > "$WORK/quality.log" 2>&1 ||
+    { tail -5 "$WORK/quality.log"; return 1; }
+  "$PY" - "$WORK/quality-bf16/metrics.jsonl" <<'PY'
+import json, sys
+records = [json.loads(line) for line in open(sys.argv[1])]
+val = [r for r in records if "val_loss" in r]
+print(json.dumps({"steps": val[-1]["step"], "val_loss": val[-1]["val_loss"],
+                  "ok": val[-1]["val_loss"] <= 1.92}))
+PY
 }
 
 # --- run them ---
