@@ -23,10 +23,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # A short real training run of a small model on Tiny Shakespeare, then a sample from it:
-# configs/nanogpt-cpu.toml's model, shortened (flags override the file).
+# configs/nanogpt-cpu.toml's model, shortened (flags override the file); a rerun replaces it.
 train: install
 	$(BIN)/myllm train --config configs/nanogpt-cpu.toml --backend torch \
-		--checkpoint-dir checkpoints/make-train \
+		--checkpoint-dir checkpoints/make-train --overwrite \
 		--max-steps 1500 --eval-interval 500 --eval-iters 50 --batch-size 16
 	$(BIN)/myllm generate --checkpoint checkpoints/make-train/best_model.pt \
 		--prompt "ROMEO:" --max-new-tokens 300 --temperature 0.8 --seed 0
