@@ -18,6 +18,7 @@ import numpy as np
 if TYPE_CHECKING:  # types only: checkpoint.py imports the registry, which imports this module
     from myllm.checkpoint import Checkpoint
     from myllm.config import ModelConfig, TrainConfig
+    from myllm.precision import Precision
 
 
 class Decoder(Protocol):
@@ -44,7 +45,7 @@ class Trainer(Protocol):
     world_size: int
     compiled: bool
     matmul_precision: str  # "float32", or "tf32" where float32 matmuls run in TF32 (GPUs)
-    precision: Any  # the backend's resolved Precision: .dtype, .compile, .describe(), .warning
+    precision: Precision  # the resolved compute dtype and compile choice
 
     def describe_device(self) -> str: ...
 

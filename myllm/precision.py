@@ -34,6 +34,26 @@ class DeviceFacts:
     bf16_fast: bool  # bfloat16 is the device's fast path (CUDA with bf16, Apple GPU, MLX GPU)
 
 
+@dataclass(frozen=True)
+class Precision:
+    """A backend's resolved choices for one run: the compute dtype and whether the step compiles.
+
+    `compiler` names the backend's compiler (torch.compile, mx.compile) for logs and bench."""
+
+    dtype: str
+    compile: bool
+    compiler: str
+    warning: str | None = None  # said once at the start of a run (MLX: bfloat16 on a CPU)
+
+    @property
+    def low(self) -> bool:
+        return self.dtype != "float32"
+
+    def describe(self) -> str:
+        compiled = self.compiler if self.compile else "eager"
+        return f"{self.dtype} compute (float32 weights), {compiled}"
+
+
 def check_dtype(name: str) -> str:
     if name not in DTYPE_CHOICES:
         raise UserError(f"unknown dtype {name!r}: use --dtype {' or '.join(DTYPE_CHOICES)}")

@@ -10,37 +10,24 @@ small); bfloat16 has float32's range and needs none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
 from myllm.config import TrainConfig
-from myllm.precision import MLX_CPU_BF16_SLOWDOWN, DeviceFacts, check_compile, choose_dtype
+from myllm.precision import (
+    MLX_CPU_BF16_SLOWDOWN,
+    DeviceFacts,
+    Precision,
+    check_compile,
+    choose_dtype,
+)
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
 # torch.amp.GradScaler's defaults, so that both backends scale float16 losses alike.
 INITIAL_SCALE = 2.0**16
 GROWTH_INTERVAL = 2000
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The resolved choices of one run: the compute dtype's name and whether the step compiles."""
-
-    dtype: str
-    compile: bool
-    warning: str | None = None  # said once at the start of a run (MLX: bfloat16 on a CPU)
-
-    @property
-    def low(self) -> bool:
-        return self.dtype != "float32"
-
-    def describe(self) -> str:
-        compiled = "mx.compile" if self.compile else "eager"
-        return f"{self.dtype} compute (float32 weights), {compiled}"
 
 
 def device_facts(device: mx.Device) -> DeviceFacts:
@@ -62,7 +49,7 @@ def resolve_precision(config: TrainConfig, device: mx.Device) -> Precision:
             f"MLX has no fast {dtype} matmul on a CPU (bfloat16 measured ~{MLX_CPU_BF16_SLOWDOWN}x "
             "slower than float32): use --dtype float32 on a CPU for speed"
         )
-    return Precision(dtype, compile_on, warning)
+    return Precision(dtype, compile_on, "mx.compile", warning)
 
 
 def cast_parameters(parameters, dtype: str):

@@ -8,31 +8,13 @@ needs a loss scale (its range is small); bfloat16 has float32's range and needs 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 
 from myllm.config import TrainConfig
-from myllm.precision import DeviceFacts, check_compile, choose_dtype
+from myllm.precision import DeviceFacts, Precision, check_compile, choose_dtype
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The resolved choices of one run: the compute dtype's name and whether the step compiles."""
-
-    dtype: str
-    compile: bool
-    warning: str | None = None  # said once at the start of a run (MLX: bfloat16 on a CPU)
-
-    @property
-    def low(self) -> bool:
-        return self.dtype != "float32"
-
-    def describe(self) -> str:
-        compiled = "torch.compile" if self.compile else "eager"
-        return f"{self.dtype} compute (float32 weights), {compiled}"
 
 
 def device_facts(device: torch.device) -> DeviceFacts:
@@ -48,7 +30,7 @@ def resolve_precision(config: TrainConfig, device: torch.device) -> Precision:
     dtype = choose_dtype(config.dtype, device_facts(device))
     compile_choice = check_compile(config.compile)
     compile_on = compile_choice == "on" or (compile_choice == "auto" and device.type == "cuda")
-    return Precision(dtype, compile_on)
+    return Precision(dtype, compile_on, "torch.compile")
 
 
 def autocast(device: torch.device, dtype: str):

@@ -13,6 +13,12 @@ from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, _choices, app
 
 # --- generate ---
 
+# A checkpoint's commands run it on its own backend unless told otherwise.
+CheckpointBackend = Annotated[
+    str | None,
+    typer.Option(help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS),
+]
+
 
 @app.command()
 def generate(
@@ -39,12 +45,7 @@ def generate(
         bool, typer.Option("--skip-unknown", help="drop prompt characters not in the vocabulary")
     ] = False,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="a REPL")] = False,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
-        ),
-    ] = None,
+    backend: CheckpointBackend = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
     dtype: Annotated[
         str, typer.Option(help="compute dtype: auto, float32, bfloat16, float16")
@@ -105,12 +106,7 @@ def eval_command(
         int | None,
         typer.Option("--eval-iters", min=1, help="N seeded batches (default: every window)"),
     ] = None,
-    backend: Annotated[
-        str | None,
-        typer.Option(
-            help="(default: the checkpoint's own: .pt torch, .safetensors mlx)", **BACKENDS
-        ),
-    ] = None,
+    backend: CheckpointBackend = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
     json_output: Annotated[
         bool, typer.Option("--json", help="print the result as one JSON object")
