@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import warnings
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -32,7 +33,7 @@ from myllm.errors import UserError
 from myllm.resume import resumed_train_config
 from myllm.training import run_training
 from myllm_mlx.tf32 import set_tf32_environment
-from myllm_torch.model import explicit_attention, fused_attention_drops
+from myllm_torch.model import explicit_attention, use_fused_attention
 from tests.helpers import TINY_MODEL, tiny_model_config, tiny_train_config
 
 # --- 1. TF32: off unless asked, read back from each framework ---
@@ -151,10 +152,28 @@ def test_token_ids_reach_the_device_as_int64_copies():
 
 
 def test_mps_with_dropout_takes_the_explicit_attention():
-    assert not fused_attention_drops(torch.device("mps"), 0.1)
-    assert fused_attention_drops(torch.device("mps"), 0.0)
-    assert fused_attention_drops(torch.device("cpu"), 0.1)
-    assert fused_attention_drops(torch.device("cuda"), 0.1)
+    assert attention_choice("mps", torch.float32, 0.1) is False
+    assert attention_choice("mps", torch.float32, 0.0) is True
+    assert attention_choice("cuda", torch.bfloat16, 0.1) is True
+
+
+def test_cpu_takes_the_explicit_form_only_for_low_precision_training():
+    assert attention_choice("cpu", torch.float32, 0.1) is True
+    assert attention_choice("cpu", torch.float32, 0.0) is True
+    assert attention_choice("cpu", torch.bfloat16, 0.1) is False
+    assert attention_choice("cpu", torch.float16, 0.0) is False
+    assert attention_choice("cpu", torch.bfloat16, 0.0, requires_grad=False) is True
+
+
+def attention_choice(
+    device_type: str, dtype: torch.dtype, dropout_p: float, requires_grad: bool = True
+) -> bool:
+    """use_fused_attention for a query on `device_type` (a stand-in object: no such device is
+    needed to ask)."""
+    query = SimpleNamespace(
+        device=torch.device(device_type), dtype=dtype, requires_grad=requires_grad
+    )
+    return use_fused_attention(query, dropout_p)
 
 
 @pytest.mark.parametrize("query_length", [6, 2])  # square causal; 2 queries after 4 cached keys

@@ -137,6 +137,32 @@ def test_float16_overflowing_steps_are_skipped_and_counted(backend):
     assert not np.array_equal(changed, before["token_embedding.weight"])
 
 
+def test_torch_low_precision_decoder_equals_autocast_bit_for_bit():
+    """bfloat16, tolerance 0: the decoder's Linear weights are cast once, not at every forward,
+    and the logits are exactly the autocast forward's, with and without a KV cache."""
+    import torch
+
+    from myllm_torch.generate import Decoder
+    from myllm_torch.model import GPTModel, KVCache
+    from myllm_torch.precision import autocast
+
+    torch.manual_seed(0)
+    model = GPTModel(tiny_model_config()).eval()
+    decoder = Decoder(model, "bfloat16")
+    ids = tokens()[:24].reshape(2, 12).astype(np.int64)
+    with torch.inference_mode(), autocast(decoder.device, "bfloat16"):
+        whole = model(torch.from_numpy(ids))[:, -1].float().numpy()
+        prefix_cache = KVCache(model.config, 2, decoder.device)
+        model(torch.from_numpy(ids[:, :-1]), prefix_cache)
+        cached = model(torch.from_numpy(ids[:, -1:]), prefix_cache)[:, -1].float().numpy()
+    np.testing.assert_array_equal(decoder.last_logits(ids, None), whole)
+    cache = decoder.new_cache(2)
+    decoder.last_logits(ids[:, :-1], cache)
+    np.testing.assert_array_equal(decoder.last_logits(ids[:, -1:], cache), cached)
+    assert model.lm_head.weight is model.token_embedding.weight  # the model is left as it was
+    assert model.lm_head.weight.dtype == torch.float32
+
+
 def test_auto_dtype_is_float32_on_every_cpu_and_bfloat16_on_fast_gpus():
     assert choose_dtype("auto", DeviceFacts("cpu", False)) == "float32"
     assert choose_dtype("auto", DeviceFacts("cuda", True)) == "bfloat16"
