@@ -19,12 +19,12 @@ from myllm.errors import UserError
 from myllm.run_files import RunFiles
 
 LOCK_NAME = "run.lock"
-RUN_FILES = ("run.json", "metrics.jsonl", "tokenizer.json")
+RUN_FILES = ("run.json", "metrics.jsonl", "metrics.superseded.jsonl", "tokenizer.json")
 CHECKPOINT_SUFFIXES = (".pt", ".safetensors")
 
 
 def run_files_in(directory: Path) -> list[Path]:
-    """The files of a run in `directory`: run.json, metrics.jsonl, tokenizer.json, checkpoints."""
+    """The files of a run in `directory`: RUN_FILES and checkpoints."""
     if not directory.is_dir():
         return []
     return sorted(

@@ -51,6 +51,11 @@ class RunFiles:
     def metrics(self) -> Path:
         return self.directory / "metrics.jsonl"
 
+    def set_aside_metrics_after(self, step: int) -> int:
+        """Move metrics.jsonl's records of steps after `step` to metrics.superseded.jsonl."""
+        aside = self.directory / "metrics.superseded.jsonl"
+        return set_aside_records_after(self.metrics, step, aside)
+
     @property
     def run_info(self) -> Path:
         return self.directory / "run.json"
@@ -135,3 +140,37 @@ def drop_torn_last_line(path: Path) -> None:
     if content and not content.endswith(b"\n"):
         with open(path, "r+b") as handle:
             handle.truncate(content.rfind(b"\n") + 1)
+
+
+def set_aside_records_after(metrics: Path, step: int, aside: Path) -> int:
+    """Move the records of steps after `step` from `metrics` to the end of `aside`; how many.
+
+    A resumed run starts at its checkpoint's step. Records of later steps in metrics.jsonl were
+    logged by the process that went past that checkpoint and was cut off (a crash, a SIGKILL), and
+    the resumed run logs those steps again: left in place, every such step would appear twice.
+    They are kept beside, not deleted (nothing written is lost): appended to `aside` and fsynced
+    first, then metrics.jsonl is rewritten atomically, so a crash in between leaves a copy too many,
+    never one too few.
+    """
+    if not metrics.is_file():
+        return 0
+    kept, superseded = [], []
+    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+        (superseded if _record_step(line) > step else kept).append(line)
+    if superseded:
+        with open(aside, "a", encoding="utf-8") as handle:
+            handle.writelines(superseded)
+            handle.flush()
+            os.fsync(handle.fileno())
+        atomic_write_text(metrics, "".join(kept))
+    return len(superseded)
+
+
+def _record_step(line: str) -> int:
+    """The "step" of a metrics line; -1 for a line without one (a torn line: kept in place)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return -1
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if isinstance(step, int) and not isinstance(step, bool) else -1

@@ -219,6 +219,12 @@ class TrainingRun:
             )
             if self.trainer.precision.warning:
                 self.console.print(f"warning: {self.trainer.precision.warning}")
+            moved = self.files.set_aside_metrics_after(self.state.step) if resume else 0
+            if moved:
+                self.console.print(
+                    f"Resuming at step {self.state.step}: moved {moved} metrics record(s) of later "
+                    "steps, logged after the last checkpoint, to metrics.superseded.jsonl"
+                )
         return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
 
     def progress_bar(self) -> Progress:
@@ -258,7 +264,7 @@ class TrainingRun:
             "tokens_per_second": tokens_per_second,
             "elapsed_s": round(now - run_start, 3),
             "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
-            "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, this process
+            "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, whole run
         }
         metrics.write(record)
         return tokens_per_second

@@ -175,9 +175,43 @@ def test_sigkill_mid_run_then_resume_from_the_periodic_save(backend, data, tmp_p
 
     saved_step = read_checkpoint(last).training.step
     assert saved_step >= 40 and saved_step % 20 == 0
+    before = metrics(run)  # the killed process logged steps past its last save
     result = myllm("train", *common, "--resume", last, "--max-steps", saved_step + 10)
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_checkpoint(last).training.step == saved_step + 10
+    # Each step once in metrics.jsonl; the cut-off process's later records kept beside it.
+    steps = [record["step"] for record in metrics(run) if "val_loss" not in record]
+    assert steps == sorted(set(steps)) and steps[-1] == saved_step + 10
+    superseded = [record for record in before if record["step"] > saved_step]
+    assert superseded_records(run) == superseded  # none when the kill came right after a save
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_resuming_an_earlier_checkpoint_sets_the_later_records_aside(backend, data, tmp_path):
+    run = tmp_path / "run"
+    common = ["--backend", backend, "--data", data, "--checkpoint-dir", run, *TINY]
+    suffix = SUFFIXES[backend]
+    myllm("train", *common, "--max-steps", 10, "--log-interval", 5, check_rc=0)
+    earlier = run / f"step_10{suffix}"
+    earlier.write_bytes((run / f"checkpoint_last{suffix}").read_bytes())
+    last = run / f"checkpoint_last{suffix}"
+    myllm("train", *common, "--resume", last, "--max-steps", 20, "--log-interval", 5, check_rc=0)
+    before = metrics(run)
+    result = myllm(
+        "train", *common, "--resume", earlier, "--max-steps", 20, "--log-interval", 5, check_rc=0
+    )
+    later = [record for record in before if record["step"] > 10]  # train 15, 20; val 20
+    assert len(later) == 3 and f"moved {len(later)} metrics record(s)" in result.stderr
+    assert superseded_records(run) == later
+    steps = [record["step"] for record in metrics(run) if "val_loss" not in record]
+    assert steps == [5, 10, 15, 20]
+
+
+def superseded_records(run: Path) -> list[dict]:
+    aside = run / "metrics.superseded.jsonl"
+    if not aside.is_file():
+        return []
+    return [json.loads(line) for line in aside.read_text().splitlines()]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
