@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,16 @@ class TrainingState:
 
 
 @dataclass
+class LossScaleState:
+    """float16's dynamic loss scale: the scale, good steps in a row since it last grew or was
+    halved, and the steps skipped so far because gradients overflowed."""
+
+    scale: float
+    good_steps: int
+    skipped_steps: int
+
+
+@dataclass
 class Checkpoint:
     """Everything a backend needs to sample from, or exactly resume, a run."""
 
@@ -98,6 +109,7 @@ class Checkpoint:
     # Tensor name -> checksum, as read from the file (None: written before checksums existed).
     # write_checkpoint computes them afresh; read_checkpoint verifies them.
     checksums: dict[str, str] | None = None
+    loss_scale: LossScaleState | None = None  # float16 runs only
 
 
 def checkpoint_format(path: Path) -> CheckpointFormat:
@@ -202,6 +214,23 @@ def stored_training_state(values: Any) -> TrainingState:
     return state
 
 
+def stored_loss_scale(values: Any) -> LossScaleState | None:
+    """LossScaleState from stored metadata (None: not a float16 run); TypeError when mistyped."""
+    if values is None:
+        return None
+    state = LossScaleState(**values)
+    counters = (state.good_steps, state.skipped_steps)
+    counters_ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counters)
+    scale_ok = isinstance(state.scale, (int, float)) and 0 < state.scale < math.inf
+    if not (counters_ok and scale_ok):
+        raise TypeError(f"loss scale {values} has values of the wrong type")
+    return state
+
+
+def loss_scale_metadata(checkpoint: Checkpoint) -> dict[str, Any] | None:
+    return None if checkpoint.loss_scale is None else vars(checkpoint.loss_scale)
+
+
 def corrupt_checkpoint(path: Path, error: BaseException) -> UserError:
     reason = str(error).splitlines()[0][:160] if str(error) else type(error).__name__
     return UserError(
@@ -225,6 +254,7 @@ def _safetensors_bytes(checkpoint: Checkpoint) -> bytes:
         "training": vars(checkpoint.training),
         "optimizer": optimizer_meta,
         "checksums": checkpoint.checksums,
+        "loss_scale": loss_scale_metadata(checkpoint),
     }
     tensors = {name: np.ascontiguousarray(array) for name, array in tensors.items()}
     return save(tensors, metadata={"myllm": json.dumps(meta)})
@@ -241,6 +271,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
             raise ValueError("no myllm metadata")
         model_config = stored_model_config(meta["model_config"], path)
         training = stored_training_state(meta.get("training", {}))
+        loss_scale = stored_loss_scale(meta.get("loss_scale"))
         optimizer_step = None
         if meta.get("optimizer") is not None:
             optimizer_step = meta["optimizer"]["step"]
@@ -273,6 +304,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
         optimizer=optimizer,
         rng=rng,
         checksums=meta.get("checksums"),
+        loss_scale=loss_scale,
     )
 
 

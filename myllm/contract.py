@@ -65,7 +65,8 @@ class Trainer(Protocol):
     def to_host(self, values: list[Any]) -> list[float]: ...
 
     def skipped_steps(self) -> int:
-        """Steps skipped so far because float16 gradients overflowed (0 at other dtypes)."""
+        """Steps skipped so far in the run because float16 gradients overflowed (0 at other
+        dtypes); a resumed run continues the count from its checkpoint."""
         ...
 
     def evaluate(self, batches: Iterable[tuple[np.ndarray, np.ndarray]]) -> float: ...

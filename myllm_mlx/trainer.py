@@ -15,7 +15,7 @@ import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
 from myllm.accumulation import micro_batches
-from myllm.checkpoint import Checkpoint, OptimizerState
+from myllm.checkpoint import Checkpoint, LossScaleState, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
 from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
@@ -136,7 +136,7 @@ class Trainer:
         return mx.where(finite, grad_norm, 0.0)
 
     def skipped_steps(self) -> int:
-        """Steps skipped so far in this process because float16 gradients overflowed."""
+        """Steps skipped so far in this run (restored on resume): float16 gradients overflowed."""
         if self.loss_scale is None:
             return 0
         return int(self.loss_scale.state["skipped_steps"].item())
@@ -233,7 +233,15 @@ class Trainer:
                 exp_avg_sq={name: np.array(flat_state[f"{name}.v"]) for name in weights},
             )
         rng = {"mlx": np.array(mx.random.state[0])}
-        return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
+        loss_scale = None
+        if self.loss_scale is not None:
+            scale = self.loss_scale.state
+            loss_scale = LossScaleState(
+                float(scale["scale"].item()), int(scale["good_steps"].item()), self.skipped_steps()
+            )
+        return Checkpoint(
+            self.model.config, weights, optimizer=optimizer, rng=rng, loss_scale=loss_scale
+        )
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Restore weights, and the optimizer and RNG state when the checkpoint has them.
@@ -253,6 +261,14 @@ class Trainer:
             high, low = (int(word) for word in checkpoint.rng["mlx"])
             mx.random.seed((high << 32) | low)
             split_random_stream(self.rank)
+        if self.loss_scale is not None and checkpoint.loss_scale is not None:
+            saved = checkpoint.loss_scale  # a float16 run's; another dtype's run has none
+            scale = self.loss_scale.state
+            scale["scale"] = mx.array(saved.scale, dtype=scale["scale"].dtype)
+            scale["good_steps"] = mx.array(saved.good_steps, dtype=scale["good_steps"].dtype)
+            scale["skipped_steps"] = mx.array(
+                saved.skipped_steps, dtype=scale["skipped_steps"].dtype
+            )
         mx.eval(self.state)
 
 

@@ -22,7 +22,9 @@ from myllm.checkpoint import (
     OptimizerState,
     TrainingState,
     corrupt_checkpoint,
+    loss_scale_metadata,
     parameter_shapes,
+    stored_loss_scale,
     stored_model_config,
     stored_training_state,
     validate_weights,
@@ -66,6 +68,7 @@ def torch_bytes(checkpoint: Checkpoint) -> bytes:
             "train_config": checkpoint.train_config,
             "optimizer_step": None if checkpoint.optimizer is None else checkpoint.optimizer.step,
             "rng": {k: torch.from_numpy(np.array(v)) for k, v in checkpoint.rng.items()},
+            "loss_scale": loss_scale_metadata(checkpoint),
         },
         "myllm_checksums": checkpoint.checksums,
     }
@@ -132,6 +135,7 @@ def read_torch(path: Path) -> Checkpoint:
             else TrainingState(epoch=int(payload.get("epoch", 0)), loss=payload.get("loss"))
         )
         rng = {k: v.numpy() for k, v in extra.get("rng", {}).items()}
+        loss_scale = stored_loss_scale(extra.get("loss_scale"))
     except UserError:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as error:
@@ -140,6 +144,7 @@ def read_torch(path: Path) -> Checkpoint:
         model_config, weights, training, extra.get("train_config"), optimizer, rng
     )
     checkpoint.checksums = payload.get("myllm_checksums")
+    checkpoint.loss_scale = loss_scale
     if optimizer is not None:
         validate_weights(optimizer.exp_avg, model_config, path)
         validate_weights(optimizer.exp_avg_sq, model_config, path)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from myllm.accumulation import micro_batches
-from myllm.checkpoint import Checkpoint, OptimizerState
+from myllm.checkpoint import Checkpoint, LossScaleState, OptimizerState
 from myllm.config import ModelConfig, TrainConfig
 from myllm.data import shard_rows
 from myllm_torch.device import describe_device, resolve_device, set_matmul_precision
@@ -139,7 +139,7 @@ class Trainer:
         return torch.where(overflowed, torch.zeros_like(grad_norm), grad_norm)
 
     def skipped_steps(self) -> int:
-        """Steps skipped so far in this process because float16 gradients overflowed."""
+        """Steps skipped so far in this run (restored on resume): float16 gradients overflowed."""
         return int(self.skipped.item()) if self.scaler is not None else 0
 
     def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
@@ -227,7 +227,15 @@ class Trainer:
         rng = {"torch": torch.get_rng_state().numpy().copy()}
         if self.device.type in DEVICE_GENERATORS:  # dropout on a GPU draws from its generator
             rng[f"torch_{self.device.type}"] = device_rng_state(self.device).numpy().copy()
-        return Checkpoint(self.model.config, weights, optimizer=optimizer, rng=rng)
+        loss_scale = None
+        if self.scaler is not None:
+            scaler = self.scaler.state_dict()
+            loss_scale = LossScaleState(
+                float(scaler["scale"]), int(scaler["_growth_tracker"]), self.skipped_steps()
+            )
+        return Checkpoint(
+            self.model.config, weights, optimizer=optimizer, rng=rng, loss_scale=loss_scale
+        )
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Restore weights, and the optimizer and RNG state when the checkpoint has them."""
@@ -251,6 +259,12 @@ class Trainer:
             if device_state is not None and self.device.type in DEVICE_GENERATORS:
                 set_device_rng_state(self.device, torch.from_numpy(device_state.copy()))
             split_random_stream(self.rank)
+        if self.scaler is not None and checkpoint.loss_scale is not None:
+            saved = checkpoint.loss_scale  # a float16 run's; another dtype's run has none
+            scaler = self.scaler.state_dict()
+            scaler.update(scale=saved.scale, _growth_tracker=saved.good_steps)
+            self.scaler.load_state_dict(scaler)
+            self.skipped.fill_(saved.skipped_steps)
 
 
 # The accelerators whose dropout draws from a generator of their own, saved as rng["torch_<type>"].

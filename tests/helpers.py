@@ -122,15 +122,22 @@ def train_losses(directory: Path) -> list[tuple[int, float]]:
 
 
 def assert_checkpoints_identical(first: Checkpoint, second: Checkpoint) -> None:
-    """float32 tensors bit for bit (weights, AdamW moments, RNG state), the same training state."""
+    """float32 tensors bit for bit (weights, AdamW moments, RNG state), the same training state
+    and float16 loss scale."""
     assert first.training == second.training
-    assert first.optimizer.step == second.optimizer.step
+    assert first.loss_scale == second.loss_scale
+    assert (first.optimizer is None) == (second.optimizer is None)  # None: no step applied yet
+    if first.optimizer is not None:
+        assert first.optimizer.step == second.optimizer.step
     for name, array in first.weights.items():
         np.testing.assert_array_equal(array, second.weights[name], strict=True)
-        np.testing.assert_array_equal(first.optimizer.exp_avg[name], second.optimizer.exp_avg[name])
-        np.testing.assert_array_equal(
-            first.optimizer.exp_avg_sq[name], second.optimizer.exp_avg_sq[name]
-        )
+        if first.optimizer is not None:
+            np.testing.assert_array_equal(
+                first.optimizer.exp_avg[name], second.optimizer.exp_avg[name]
+            )
+            np.testing.assert_array_equal(
+                first.optimizer.exp_avg_sq[name], second.optimizer.exp_avg_sq[name]
+            )
     assert first.rng.keys() == second.rng.keys()
     for name, state in first.rng.items():
         np.testing.assert_array_equal(state, second.rng[name])

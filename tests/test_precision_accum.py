@@ -14,7 +14,7 @@ import pytest
 
 from myllm.accumulation import micro_batches
 from myllm.backends import is_installed
-from myllm.checkpoint import read_checkpoint
+from myllm.checkpoint import read_checkpoint, write_checkpoint
 from myllm.config import ModelSettings, TrainConfig
 from myllm.data import BatchSampler
 from myllm.errors import UserError
@@ -137,6 +137,33 @@ def test_float16_overflowing_steps_are_skipped_and_counted(backend):
     assert not np.array_equal(changed, before["token_embedding.weight"])
 
 
+def test_float16_loss_scale_and_skipped_steps_survive_a_checkpoint_file(backend, tmp_path):
+    """Three overflowing steps halve the scale three times and are counted; a trainer restored
+    from the written checkpoint has that scale and count, and its next step is bit-identical."""
+    config = TrainConfig(
+        batch_size=8, block_size=16, lr=3e-3, seed=3, device="cpu", dtype="float16"
+    )
+    trainer = backend.Trainer(tiny_model_config(), config)
+    force_overflow(trainer, backend.name)
+    sampler = BatchSampler(tokens(), 16, 8, seed=3)
+    for step in range(3):
+        trainer.train_step(*sampler.batch(step), 3e-3)
+    path = tmp_path / f"checkpoint{backend.checkpoint_format.suffix}"
+    write_checkpoint(path, trainer.checkpoint())
+    saved = read_checkpoint(path)
+    assert saved.loss_scale is not None
+    assert (saved.loss_scale.skipped_steps, saved.loss_scale.good_steps) == (3, 0)
+    assert saved.loss_scale.scale == pytest.approx(1e38 / 8, rel=1e-6)
+    restored = backend.Trainer(tiny_model_config(), config)
+    restored.load_checkpoint(saved)
+    assert restored.skipped_steps() == 3
+    assert restored.checkpoint().loss_scale == trainer.checkpoint().loss_scale
+    batch = sampler.batch(3)
+    after = [one.to_host(list(one.train_step(*batch, 3e-3))) for one in (trainer, restored)]
+    assert after[0] == after[1]
+    assert_checkpoints_identical(trainer.checkpoint(), restored.checkpoint())
+
+
 def test_torch_low_precision_decoder_equals_autocast_bit_for_bit():
     """bfloat16, tolerance 0: the decoder's Linear weights are cast once, not at every forward,
     and the logits are exactly the autocast forward's, with and without a KV cache."""
@@ -193,11 +220,18 @@ def test_the_dtype_is_printed_recorded_and_kept_on_resume(backend, tmp_path):
     assert info["precision"]["dtype"] == "float32"  # auto on a CPU
 
 
-def test_interrupted_and_resumed_bfloat16_run_equals_the_uninterrupted_one(tmp_path, monkeypatch):
-    """torch CPU, bfloat16 compute, dropout 0.1: losses and final state bit-identical."""
+@pytest.mark.parametrize(
+    ("backend_name", "dtype"), [("torch", "bfloat16"), ("torch", "float16"), ("mlx", "float16")]
+)
+def test_interrupted_and_resumed_low_precision_run_equals_the_uninterrupted_one(
+    backend_name, dtype, tmp_path, monkeypatch
+):
+    """CPU, low-precision compute, dropout 0.1: losses and final state bit-identical, float16's
+    loss scale included (its good-step count runs on across the resume)."""
     from myllm.backends import load_backend
 
-    backend = load_backend("torch")
+    backend = load_backend(backend_name)
+    suffix = backend.checkpoint_format.suffix
     text = tmp_path / "small.txt"
     text.write_text(sample_text(700), encoding="utf-8")
     model = ModelSettings(**{**TINY_MODEL, "dropout": 0.1})
@@ -205,21 +239,22 @@ def test_interrupted_and_resumed_bfloat16_run_equals_the_uninterrupted_one(tmp_p
     def config(directory: str):
         return tiny_train_config(
             text, tmp_path / directory, epochs=2, batch_size=32, log_interval=1, eval_iters=2,
-            dtype="bfloat16",
+            dtype=dtype,
         )  # fmt: skip
 
-    whole = run_training("torch", config("a"), model)
+    whole = run_training(backend_name, config("a"), model)
     with monkeypatch.context() as patch:
         signal_at_step(patch, backend.Trainer, 13, signal.SIGTERM)
-        first = run_training("torch", config("b"), model)
+        first = run_training(backend_name, config("b"), model)
     assert first.step == 13
-    resumed = resume_from(backend, tmp_path / "b" / "checkpoint_last.pt")
+    resumed = resume_from(backend, tmp_path / "b" / f"checkpoint_last{suffix}")
     assert resumed.step == whole.step
     assert metric_records(tmp_path / "b") == metric_records(tmp_path / "a")
+    final = read_checkpoint(tmp_path / "a" / f"checkpoint_last{suffix}")
     assert_checkpoints_identical(
-        read_checkpoint(tmp_path / "a" / "checkpoint_last.pt"),
-        read_checkpoint(Path(tmp_path / "b" / "checkpoint_last.pt")),
+        final, read_checkpoint(tmp_path / "b" / f"checkpoint_last{suffix}")
     )
+    assert (final.loss_scale is not None) == (dtype == "float16")
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
@@ -289,3 +324,26 @@ def test_bench_reports_the_dtype_and_takes_the_peak_over_a_sweep():
         128, info["seconds"]["matmul"][0], info["matmul_sweep_seconds"]
     )
     assert figures["matmul_peak_flops_per_s"] >= square
+
+
+def test_a_bench_matrix_measures_its_cells_interleaved(monkeypatch):
+    """Each repeat runs every cell in turn (float32, bfloat16, float32, ...), so the cells'
+    ratio is taken side by side; each cell gets its own report in its own dtype."""
+    from myllm.bench import BenchSettings, run_matrix
+    from myllm.bench.runner import BackendBench
+
+    order = []
+    time_training = BackendBench.time_training
+
+    def recording(bench, repeat):
+        order.append(bench.dtype)
+        time_training(bench, repeat)
+
+    monkeypatch.setattr(BackendBench, "time_training", recording)
+    common = {"backends": ["torch"], "config": "tiny", "steps": 1, "warmup": 1, "repeats": 2,
+              "gen_tokens": 4, "device": "cpu", "matmul_size": 128, "compile": "off"}  # fmt: skip
+    reports = run_matrix([BenchSettings(**common, dtype=d) for d in ("float32", "bfloat16")])
+    assert order == ["float32", "bfloat16", "float32", "bfloat16"]
+    dtypes = [report["backends"]["torch"]["dtype"] for report in reports]
+    assert dtypes == ["float32", "bfloat16"]
+    assert all(len(report["backends"]["torch"]["seconds"]["train"]) == 2 for report in reports)
