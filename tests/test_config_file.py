@@ -122,11 +122,11 @@ def test_bench_takes_a_config_file_and_flags_win(monkeypatch):
 
     seen = {}
 
-    def fake_run_bench(settings, progress):
-        seen["settings"] = settings
+    def fake_run_matrix(cells, progress):
+        (seen["settings"],) = cells
         raise UserError("stop here: only the settings matter")
 
-    monkeypatch.setattr(myllm.bench, "run_bench", fake_run_bench)
+    monkeypatch.setattr(myllm.bench, "run_matrix", fake_run_matrix)
     config = str(CONFIGS / "nanogpt-cpu.toml")
     CliRunner().invoke(app, ["bench", "--config", config, "--batch-size", "4"])
     settings = seen["settings"]

@@ -13,7 +13,7 @@ from myllm.bench.report import (
     report_notes,
     write_report,
 )
-from myllm.bench.runner import run_bench, select_backends
+from myllm.bench.runner import run_bench, run_matrix, select_backends
 
 __all__ = [
     "FLOP_FORMULA",
@@ -29,6 +29,7 @@ __all__ = [
     "report_notes",
     "resolve_plan",
     "run_bench",
+    "run_matrix",
     "select_backends",
     "write_report",
 ]

@@ -279,25 +279,45 @@ def run_bench(
     settings: BenchSettings, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Run every selected backend, interleaved after warm-up; return the report (JSON-ready)."""
+    return run_matrix([settings], progress)[0]
+
+
+def run_matrix(
+    cells: list[BenchSettings], progress: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
+    """One report per cell (a dtype x compile combination), every cell measured in one pass.
+
+    Each repeat of each measurement runs every backend of every cell in turn, so a machine that
+    speeds up or slows down during the run moves all cells alike, and a ratio between cells (as
+    bfloat16 over float32) is taken side by side, not from two runs minutes apart. Every cell's
+    models are resident together: a matrix needs that much more memory.
+    """
     progress = progress or (lambda message: None)
     load_at_start = load_average()
-    plan = resolve_plan(settings)
-    loaded, skipped = select_backends(settings.backends)
-    batches = make_batches(plan)
-    benches = []
-    for name, backend in loaded:
-        progress(f"building and warming up {name}")
-        bench = BackendBench(backend, plan, batches)
-        bench.warm_up()
-        benches.append(bench)
+    plans = [resolve_plan(settings) for settings in cells]
+    loaded, skipped = select_backends(cells[0].backends)
+    batches = make_batches(plans[0])  # the cells differ only in dtype and compile
+    groups: list[list[BackendBench]] = []
+    for plan in plans:
+        benches = []
+        for name, backend in loaded:
+            progress(f"building and warming up {name} ({plan.dtype}, compile {plan.compile})")
+            bench = BackendBench(backend, plan, batches)
+            bench.warm_up()
+            benches.append(bench)
+        groups.append(benches)
+    everyone = [bench for benches in groups for bench in benches]
     gc.collect()  # once: a full collection with both frameworks loaded takes ~0.1 s
     for label, measure in MEASUREMENTS:
-        for repeat in range(plan.repeats):
-            for bench in benches:
-                progress(f"{label}: {bench.name} {repeat + 1}/{plan.repeats}")
+        for repeat in range(plans[0].repeats):
+            for bench in everyone:
+                progress(f"{label}: {bench.name} {repeat + 1}/{plans[0].repeats}")
                 measure(bench, repeat)
             # The peak is sampled throughout the run, not in one phase that a burst of other
             # work on the machine could spoil; its median is robust to a few slow samples.
-            for bench in benches:
+            for bench in everyone:
                 bench.time_matmul()
-    return build_report(plan, benches, skipped, load_at_start)
+    return [
+        build_report(plan, benches, skipped, load_at_start)
+        for plan, benches in zip(plans, groups, strict=True)
+    ]

@@ -86,7 +86,7 @@ def bench(
     ] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
-    from myllm.bench import BenchSettings, render_table, report_notes, run_bench, write_report
+    from myllm.bench import BenchSettings, render_table, report_notes, run_matrix, write_report
     from myllm.config_file import bench_values, is_config_file_name
     from myllm.precision import check_compile, check_dtype, parse_list
 
@@ -104,17 +104,13 @@ def bench(
     ]
     if not matrix:
         raise UserError("--dtype and --compile need a value each: e.g. --dtype float32,bfloat16")
-    reports = []
+    common = {"backends": names, "config": config, **shape, "steps": steps, "warmup": warmup,
+              "repeats": repeats, "gen_tokens": gen_tokens, "device": device}  # fmt: skip
+    cells = [BenchSettings(**common, dtype=d, compile=c) for d, c in matrix]
+    with err_console.status("benchmarking") as status:
+        reports = run_matrix(cells, progress=lambda message: status.update(message))
     console = Console()
-    for one_dtype, one_compile in matrix:
-        settings = BenchSettings(
-            backends=names, config=config, **shape, steps=steps, warmup=warmup,
-            repeats=repeats, gen_tokens=gen_tokens, device=device, dtype=one_dtype,
-            compile=one_compile,
-        )  # fmt: skip
-        with err_console.status("benchmarking") as status:
-            report = run_bench(settings, progress=lambda message: status.update(message))
-        reports.append(report)
+    for (one_dtype, one_compile), report in zip(matrix, reports, strict=True):
         if len(matrix) > 1:
             console.print(f"--dtype {one_dtype} --compile {one_compile}")
         console.print(render_table(report))
