@@ -64,3 +64,15 @@ def test_neither_openblas_nor_torch_warns_with_the_fix():
     with pytest.warns(RuntimeWarning, match="no OpenBLAS, no torch") as record:
         described = blas._choose_blas("", search_paths=("", "/nonexistent"), mlx_imported=False)
     assert described.startswith("reference") and len(record) == 1
+
+
+def test_generic_openblas_kernels_on_a_capable_cpu_get_a_hint(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    from myllm_mlx.blas import generic_kernels_note
+
+    assert "OPENBLAS_CORETYPE=SkylakeX" in generic_kernels_note("Prescott", {"avx2", "avx512f"})
+    assert "OPENBLAS_CORETYPE=Haswell" in generic_kernels_note("Prescott", {"avx2"})
+    assert generic_kernels_note("Prescott", {"sse3"}) == ""  # nothing better to pick
+    assert generic_kernels_note("SkylakeX", {"avx512f"}) == ""  # OpenBLAS knew the CPU
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
+    assert generic_kernels_note("Prescott", {"avx512f"}) == ""  # the user chose already
