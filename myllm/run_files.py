@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from myllm.atomic import atomic_write_text
+from myllm.atomic import atomic_write, atomic_write_text
 from myllm.errors import UserError
 
 
@@ -54,7 +54,13 @@ class RunFiles:
     def set_aside_metrics_after(self, step: int) -> int:
         """Move metrics.jsonl's records of steps after `step` to metrics.superseded.jsonl."""
         aside = self.directory / "metrics.superseded.jsonl"
-        return set_aside_records_after(self.metrics, step, aside)
+        try:
+            return set_aside_records_after(self.metrics, step, aside)
+        except OSError as error:
+            raise UserError(
+                f"could not set aside the records after step {step} of {self.metrics} "
+                f"({error.strerror or error}); nothing was lost: free disk space and resume again"
+            ) from None
 
     @property
     def run_info(self) -> Path:
@@ -150,27 +156,27 @@ def set_aside_records_after(metrics: Path, step: int, aside: Path) -> int:
     the resumed run logs those steps again: left in place, every such step would appear twice.
     They are kept beside, not deleted (nothing written is lost): appended to `aside` and fsynced
     first, then metrics.jsonl is rewritten atomically, so a crash in between leaves a copy too many,
-    never one too few.
+    never one too few. Lines are moved as bytes, unchanged.
     """
     if not metrics.is_file():
         return 0
     kept, superseded = [], []
-    for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+    for line in metrics.read_bytes().splitlines(keepends=True):
         (superseded if _record_step(line) > step else kept).append(line)
     if superseded:
-        with open(aside, "a", encoding="utf-8") as handle:
+        with open(aside, "ab") as handle:
             handle.writelines(superseded)
             handle.flush()
             os.fsync(handle.fileno())
-        atomic_write_text(metrics, "".join(kept))
+        atomic_write(metrics, lambda temp: temp.write_bytes(b"".join(kept)))
     return len(superseded)
 
 
-def _record_step(line: str) -> int:
+def _record_step(line: bytes) -> int:
     """The "step" of a metrics line; -1 for a line without one (a torn line: kept in place)."""
     try:
         record = json.loads(line)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError included
         return -1
     step = record.get("step") if isinstance(record, dict) else None
     return step if isinstance(step, int) and not isinstance(step, bool) else -1

@@ -238,3 +238,22 @@ def test_sigint_during_a_long_evaluation_is_honoured_within_2_s(backend, data, t
     assert process.returncode == 130
     assert all("val_loss" not in record for record in metrics(run))  # the cut one is not recorded
     assert "Interrupted at step 5" in rest
+
+
+def test_setting_records_aside_moves_lines_as_bytes_and_keeps_the_rest(tmp_path):
+    from myllm.run_files import set_aside_records_after
+
+    metrics_file, aside = tmp_path / "metrics.jsonl", tmp_path / "aside.jsonl"
+    lines = [
+        b'{"step": 5, "train_loss": 1.0}\n',
+        b'{"step": 10, "note": "caf\xc3\xa9"}\n',
+        b'{"step": 15, "train_loss": 0.5}\n',
+        b"not json \xff\n",
+        b'{"step": 20, "va',
+    ]
+    metrics_file.write_bytes(b"".join(lines))
+    assert set_aside_records_after(metrics_file, 10, aside) == 1
+    assert aside.read_bytes() == lines[2]
+    assert metrics_file.read_bytes() == b"".join(lines[:2] + lines[3:])  # torn last line stays
+    assert set_aside_records_after(metrics_file, 10, aside) == 0  # nothing more to move
+    assert set_aside_records_after(tmp_path / "missing.jsonl", 0, aside) == 0
