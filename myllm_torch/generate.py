@@ -47,8 +47,8 @@ class Decoder:
         self.device = next(model.parameters()).device
         self.max_seq_len = model.config.max_seq_len
         self.dtype = choose_dtype(dtype, device_facts(self.device))
-        # Autocast casts every Linear's weights again at each forward, which is most of a
-        # cached decode step (11.8 of 11.8 ms at bfloat16 on the CPU): cast them once here.
+        # Autocast casts every Linear's weights again at each forward: more than half of a
+        # cached decode step (bfloat16, CPU: 11.8 ms with it, 5.2 ms cast once, here).
         self.low_parameters = None
         if self.dtype != "float32":
             self.low_parameters = cast_linear_parameters(model, DTYPES[self.dtype])
