@@ -8,6 +8,7 @@ import torch
 
 from myllm.bench.machine import cpu_name, process_peak_rss_bytes, reset_process_peak_rss, rss_source
 from myllm_torch.device import synchronize
+from myllm_torch.generate import cast_linear_parameters, forward_with
 from myllm_torch.precision import DTYPES, autocast
 from myllm_torch.trainer import Trainer
 
@@ -20,11 +21,16 @@ class BenchOps:
         self.device = trainer.device
         self.rss_resettable = False
         self.mps_counter = "peak"  # MPS: which counter peak_memory_bytes read (memory_source)
+        self.low_parameters = None  # at a low dtype, the Linear weights cast once, as the Decoder
+        if trainer.precision.low:
+            self.low_parameters = cast_linear_parameters(
+                trainer.model, DTYPES[trainer.precision.dtype]
+            )
 
     def forward(self, ids: torch.Tensor, cache=None) -> torch.Tensor:
         """Logits of the model for device token ids, no autograd (model already in eval)."""
         with torch.inference_mode(), autocast(self.device, self.trainer.precision.dtype):
-            return self.trainer.model(ids, cache)
+            return forward_with(self.trainer.model, self.low_parameters, ids, cache)
 
     def force(self, values: list) -> None:
         """Wait until `values` are computed: torch CPU is eager, CUDA and MPS need a sync."""

@@ -60,13 +60,21 @@ class Decoder:
     def last_logits(self, tokens: np.ndarray, cache: KVCache | None) -> np.ndarray:
         idx = torch.from_numpy(tokens).to(self.device)  # [B, T]
         with autocast(self.device, self.dtype):
-            if self.low_parameters is None:
-                logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
-            else:  # the tied lm_head gets its own cast copy; the embedding stays float32
-                logits = functional_call(
-                    self.model, self.low_parameters, (idx, cache), tie_weights=False, strict=False
-                )[:, -1, :]
-        return logits.float().cpu().numpy()
+            logits = forward_with(self.model, self.low_parameters, idx, cache)[:, -1, :]
+        return logits.float().cpu().numpy()  # [B, vocab]
+
+
+def forward_with(
+    model: GPTModel,
+    low_parameters: dict[str, torch.Tensor] | None,
+    idx: torch.Tensor,
+    cache: KVCache | None = None,
+) -> torch.Tensor:
+    """model(idx, cache), with `low_parameters` (cast_linear_parameters) in place of the float32
+    Linear weights when given: the tied lm_head gets its own cast copy, the embedding stays."""
+    if low_parameters is None:
+        return model(idx, cache)
+    return functional_call(model, low_parameters, (idx, cache), tie_weights=False, strict=False)
 
 
 def cast_linear_parameters(model: GPTModel, dtype: torch.dtype) -> dict[str, torch.Tensor]:
