@@ -252,8 +252,6 @@ def test_logged_tokens_per_second_include_the_queue_drain(monkeypatch, text_file
     (0, 456, "torch.mps.current_allocated_memory"),
 ])  # fmt: skip
 def test_bench_reads_torchs_own_mps_counters(peak, expected, source, monkeypatch):
-    from types import SimpleNamespace
-
     from myllm_torch.bench_ops import BenchOps as TorchOps
 
     resets = []
@@ -261,7 +259,8 @@ def test_bench_reads_torchs_own_mps_counters(peak, expected, source, monkeypatch
     monkeypatch.setattr(torch.accelerator, "max_memory_allocated", lambda: peak)
     monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 456)
     monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 10**9)  # never this one
-    ops = TorchOps(SimpleNamespace(device=StandInDevice("mps")))
+    float32 = SimpleNamespace(low=False)  # the stand-in trainer's Precision
+    ops = TorchOps(SimpleNamespace(device=StandInDevice("mps"), precision=float32))
     ops.reset_peak_memory()
     assert ops.peak_memory_bytes() == expected and resets == [1]
     assert ops.memory_source().startswith(source)
