@@ -6,6 +6,7 @@ import torch
 
 from myllm.checkpoint import (
     Checkpoint,
+    LossScaleState,
     OptimizerState,
     TrainingState,
     parameter_shapes,
@@ -31,6 +32,7 @@ def random_checkpoint(seed: int = 0) -> Checkpoint:
         train_config={"lr": 1e-3, "beta1": 0.9, "beta2": 0.99, "seed": 7},
         optimizer=OptimizerState(step=42, exp_avg=tensors(), exp_avg_sq=tensors()),
         rng={"torch": rng.integers(0, 255, size=5056, dtype=np.uint8)},
+        loss_scale=LossScaleState(scale=2048.0, good_steps=17, skipped_steps=3),
     )
 
 
@@ -39,6 +41,7 @@ def assert_same(first: Checkpoint, second: Checkpoint) -> None:
     assert first.model_config == second.model_config
     assert first.training == second.training
     assert first.train_config == second.train_config
+    assert first.loss_scale == second.loss_scale
     for name, array in first.weights.items():
         np.testing.assert_array_equal(array, second.weights[name], strict=True)
     assert first.optimizer.step == second.optimizer.step
@@ -92,6 +95,25 @@ def test_truncated_and_garbage_files_are_refused(tmp_path, suffix):
     with pytest.raises(UserError, match="could not be read"):
         read_checkpoint(path)
     path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(UserError, match="could not be read"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+@pytest.mark.parametrize(
+    "loss_scale",
+    [
+        LossScaleState(scale=float("nan"), good_steps=0, skipped_steps=0),
+        LossScaleState(scale=0.0, good_steps=0, skipped_steps=0),
+        LossScaleState(scale=1.0, good_steps=-1, skipped_steps=0),
+        LossScaleState(scale=1.0, good_steps=0, skipped_steps="3"),
+    ],
+)
+def test_a_mistyped_loss_scale_is_a_corrupt_checkpoint(tmp_path, suffix, loss_scale):
+    path = tmp_path / f"c{suffix}"
+    checkpoint = random_checkpoint()
+    checkpoint.loss_scale = loss_scale
+    write_checkpoint(path, checkpoint)
     with pytest.raises(UserError, match="could not be read"):
         read_checkpoint(path)
 
