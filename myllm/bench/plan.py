@@ -65,7 +65,7 @@ class BenchSettings:
     device: str = "auto"
     seed: int = TrainConfig.seed
     matmul_size: int = MATMUL_SIZE  # not a CLI flag: the tests use a small one to stay fast
-    dtype: str = "auto"  # one value of `myllm bench --dtype` (the CLI runs each in turn)
+    dtype: str = "auto"  # one value of `myllm bench --dtype` (run_matrix interleaves them)
     compile: str = "auto"  # one value of `myllm bench --compile`
 
 

@@ -85,10 +85,10 @@ def bench(
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
     dtype: Annotated[
-        str, typer.Option(help="compute dtype(s), e.g. float32,bfloat16: one run each")
+        str, typer.Option(help="compute dtype(s), e.g. float32,bfloat16: a table each, interleaved")
     ] = "auto",
     compile: Annotated[
-        str, typer.Option(help="compile the step: auto, on, off, or e.g. on,off: one run each")
+        str, typer.Option(help="compile the step: auto, on, off, or e.g. on,off: one table each")
     ] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
