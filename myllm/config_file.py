@@ -3,7 +3,8 @@
 A config file is flat: one key per TrainConfig or ModelConfig field (vocab_size and max_seq_len
 follow from the text and block_size, so they are not settable), plus `backend`. Unknown keys are
 an error that names them. `myllm train --print-config` writes the resolved settings back in the
-same format, so a run.json's config or a printed config reproduces a run.
+same format, so a printed config reproduces a run; so does a run directory's run.json, whose
+nested train and model configs are read as if they were flat.
 """
 
 from __future__ import annotations
@@ -75,7 +76,19 @@ def load_config_file(path: Path) -> FileSettings:
         raise UserError(f"config file {path} could not be parsed ({reason}): fix it") from None
     if not isinstance(values, dict):
         raise UserError(f"config file {path} must hold one table of settings (key = value)")
-    return split_settings(values, path, fmt)
+    return split_settings(run_record_settings(values), path, fmt)
+
+
+def run_record_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """A run.json (what `myllm train` records) as flat settings: its train config, its model
+    config without the sizes derived from the text, and its backend. Other files unchanged."""
+    train, model = values.get("train_config"), values.get("model_config")
+    if not (isinstance(train, dict) and isinstance(model, dict)):
+        return values
+    flat = {**{k: v for k, v in model.items() if k not in DERIVED_MODEL_FIELDS}, **train}
+    if isinstance(values.get("backend"), str):
+        flat["backend"] = values["backend"]
+    return flat
 
 
 def split_settings(values: dict[str, Any], path: Path, fmt: str) -> FileSettings:

@@ -132,3 +132,31 @@ def test_bench_takes_a_config_file_and_flags_win(monkeypatch):
     settings = seen["settings"]
     assert (settings.config, settings.d_model, settings.block_size) == ("default", 128, 64)
     assert settings.batch_size == 4
+
+
+def test_a_run_json_is_a_config_that_reproduces_its_run(tmp_path):
+    """run.json's nested configs read as flat settings: the same resolved settings, and a seeded
+    float32 run from it logs the same losses."""
+    from tests.helpers import losses_by_step, sample_text
+
+    data = tmp_path / "input.txt"
+    data.write_text(sample_text(3000), encoding="utf-8")
+    flags = ["--backend", "torch", "--data", str(data), "--d-model", "32", "--n-heads", "4",
+             "--n-layers", "2", "--block-size", "16", "--batch-size", "8", "--device", "cpu",
+             "--seed", "5", "--max-steps", "10", "--log-interval", "5"]  # fmt: skip
+    first = CliRunner().invoke(app, ["train", *flags, "--checkpoint-dir", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    recorded = [
+        "--config",
+        str(tmp_path / "a" / "run.json"),
+        "--checkpoint-dir",
+        str(tmp_path / "b"),
+    ]
+    again = CliRunner().invoke(app, ["train", *recorded])
+    assert again.exit_code == 0, again.output
+    assert losses_by_step(tmp_path / "b") == losses_by_step(tmp_path / "a")
+    runs = [json.loads((tmp_path / name / "run.json").read_text()) for name in "ab"]
+    assert runs[0]["model_config"] == runs[1]["model_config"]
+    assert runs[0]["backend"] == runs[1]["backend"] == "torch"
+    train_configs = [{**run["train_config"], "checkpoint_dir": None} for run in runs]
+    assert train_configs[0] == train_configs[1]
