@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from myllm.backends import is_installed
 from myllm.checkpoint import (
     Checkpoint,
     OptimizerState,
@@ -238,6 +239,23 @@ def launcher(backend: str) -> list[str]:
     # "--" keeps mlx.launch from taking the CLI's own --backend flag for its own.
     return [str(mlx_launch), "-n", "2", "--backend", "ring", "--hosts", "127.0.0.1",
             "--starting-port", str(free_port_pair()), "--python", sys.executable, "--"]  # fmt: skip
+
+
+def train_on_two_ranks(backend: str, data: Path, checkpoint_dir: Path, *flags: str) -> None:
+    """`myllm train` on 2 local ranks (DISTRIBUTED_SETTINGS, TINY_MODEL, then `flags`); fails on
+    a non-zero exit or a traceback. Skips when the backend or its launcher is not installed."""
+    import pytest
+
+    if not is_installed(backend):
+        pytest.skip(f"{backend} is not installed")
+    if backend == "mlx" and not (Path(sys.executable).parent / "mlx.launch").is_file():
+        pytest.skip("mlx.launch is not installed beside this Python")
+    command = [*launcher(backend), "-m", "myllm", "train", "--backend", backend,
+               "--data", str(data), "--checkpoint-dir", str(checkpoint_dir),
+               *cli_flags(DISTRIBUTED_SETTINGS), *cli_flags(TINY_MODEL), *flags]  # fmt: skip
+    launched = subprocess.run(command, capture_output=True, text=True, cwd=data.parent, timeout=180)
+    output = launched.stdout + launched.stderr
+    assert launched.returncode == 0 and "Traceback" not in output, output
 
 
 def cli_flags(settings: dict) -> list[str]:

@@ -8,13 +8,10 @@ equal the 1-process losses, rank 1 must write nothing, and 1 process must resume
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from myllm.backends import is_installed
 from myllm.config import ModelSettings, TrainConfig
 from myllm.resume import read_resume
 from myllm.training import run_training
@@ -25,10 +22,9 @@ from tests.helpers import (
     DISTRIBUTED_TOLERANCE,
     TINY_MODEL,
     assert_losses_close,
-    cli_flags,
-    launcher,
     losses_by_step,
     sample_text,
+    train_on_two_ranks,
 )
 
 STEPS, RESUMED_STEPS = 20, 30
@@ -54,20 +50,10 @@ def train_in_process(backend: str, data: Path, run_dir: Path, resume: Path | Non
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_two_processes_train_like_one_and_one_resumes(backend, tmp_path):
-    if not is_installed(backend):
-        pytest.skip(f"{backend} is not installed")
-    if backend == "mlx" and not (Path(sys.executable).parent / "mlx.launch").is_file():
-        pytest.skip("mlx.launch is not installed beside this Python")
     data = tmp_path / "input.txt"
     data.write_text(sample_text()[:DISTRIBUTED_TEXT_LENGTH], encoding="utf-8")
     two, one = tmp_path / "two", tmp_path / "one"
-
-    command = [*launcher(backend), "-m", "myllm", "train", "--backend", backend,
-               "--data", str(data), "--checkpoint-dir", str(two), *cli_flags(DISTRIBUTED_SETTINGS),
-               *cli_flags(TINY_MODEL)]  # fmt: skip
-    launched = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=180)
-    output = launched.stdout + launched.stderr
-    assert launched.returncode == 0 and "Traceback" not in output, output
+    train_on_two_ranks(backend, data, two)
     train_in_process(backend, data, one)
 
     # Same per-step losses as 1 process, written once, by rank 0 alone.

@@ -5,15 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from myllm.accumulation import micro_batches
-from myllm.backends import is_installed
 from myllm.checkpoint import read_checkpoint, write_checkpoint
 from myllm.config import ModelSettings, TrainConfig
 from myllm.data import BatchSampler
@@ -27,8 +23,6 @@ from tests.helpers import (
     TINY_MODEL,
     assert_checkpoints_identical,
     assert_losses_close,
-    cli_flags,
-    launcher,
     losses_by_step,
     metric_records,
     resume_from,
@@ -36,6 +30,7 @@ from tests.helpers import (
     signal_at_step,
     tiny_model_config,
     tiny_train_config,
+    train_on_two_ranks,
 )
 
 STEPS = 10
@@ -261,19 +256,10 @@ def test_interrupted_and_resumed_low_precision_run_equals_the_uninterrupted_one(
 def test_two_ranks_accumulating_train_like_one_process_without(backend_name, tmp_path):
     """2 ranks x 2 micro-batches (global batch 7: shards 4 + 3, micro-batches 2 + 2 and 2 + 1,
     an empty shard at each epoch's end) equal 1 process with whole batches: float32, 1e-5."""
-    if not is_installed(backend_name):
-        pytest.skip(f"{backend_name} is not installed")
-    if backend_name == "mlx" and not (Path(sys.executable).parent / "mlx.launch").is_file():
-        pytest.skip("mlx.launch is not installed beside this Python")
     data = tmp_path / "input.txt"
     data.write_text(sample_text()[:DISTRIBUTED_TEXT_LENGTH], encoding="utf-8")
     two, one = tmp_path / "two", tmp_path / "one"
-    command = [*launcher(backend_name), "-m", "myllm", "train", "--backend", backend_name,
-               "--data", str(data), "--checkpoint-dir", str(two), *cli_flags(DISTRIBUTED_SETTINGS),
-               *cli_flags(TINY_MODEL), "--grad-accum-steps", "2"]  # fmt: skip
-    launched = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=180)
-    output = launched.stdout + launched.stderr
-    assert launched.returncode == 0 and "Traceback" not in output, output
+    train_on_two_ranks(backend_name, data, two, "--grad-accum-steps", "2")
     config = TrainConfig(data=str(data), checkpoint_dir=str(one), **DISTRIBUTED_SETTINGS)
     assert run_training(backend_name, config, ModelSettings(**TINY_MODEL)).exit_code == 0
     assert_losses_close(losses_by_step(two), losses_by_step(one))
