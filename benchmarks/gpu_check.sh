@@ -122,7 +122,7 @@ step_rng_exactness() {  # dropout 0.1: 40 steps straight vs resumed from its ste
   # A text whose epoch is 20 steps: checkpoint_epoch_1 is then the state after step 20.
   "$PY" - "$DATA" "$WORK/rng.txt" <<'PY' || return 1
 import sys
-from myllm.data import BatchSampler, prepare_corpus
+from myllm.data.sampler import BatchSampler, prepare_corpus
 text = open(sys.argv[1], encoding="utf-8").read()
 for length in range(400, 800):
     corpus = prepare_corpus(text[:length], 64, 0.3)

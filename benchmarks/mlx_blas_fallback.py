@@ -30,7 +30,7 @@ CHILD = """
 import json, sys, time
 import numpy as np
 import myllm_mlx, myllm_mlx.blas as blas
-from myllm.config import ModelConfig, TrainConfig
+from myllm.config.settings import ModelConfig, TrainConfig
 from myllm_mlx.trainer import Trainer
 
 steps, batch, block = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])

@@ -1,6 +1,6 @@
 """Profile the MLX training step and forward of the default GPT, end to end and op by op.
 
-End to end, through the real trainers (myllm.backends.load_backend(...).Trainer) and the
+End to end, through the real trainers (myllm.backend.registry.load_backend(...).Trainer) and the
 real Decoder, interleaved torch, mlx, mlx, torch, ... round by round so that a noisy machine slows
 both alike; medians are reported, and the mlx/torch ratios are taken in this one process:
 
@@ -50,10 +50,10 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 from mlx.utils import tree_map
 
-from myllm.backends import load_backend
-from myllm.config import ModelConfig, TrainConfig
-from myllm.generation import generate_tokens
-from myllm.sampling import SamplingSettings
+from myllm.backend.registry import load_backend
+from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.generate.loop import generate_tokens
+from myllm.generate.sampling import SamplingSettings
 from myllm_mlx.blas import blas_in_use, openblas_core
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mlx_step_profile.json"

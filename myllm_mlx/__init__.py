@@ -9,8 +9,8 @@ set_tf32_environment()  # float32 matmuls in float32 on a GPU unless MYLLM_TF32 
 ensure_writable_kernel_cache()  # before MLX compiles a kernel into the temp directory
 
 # isort: split
-from myllm.checkpoint import SAFETENSORS  # noqa: E402
-from myllm.contract import Backend  # noqa: E402
+from myllm.backend.contract import Backend  # noqa: E402
+from myllm.checkpoint.safetensors_format import SAFETENSORS  # noqa: E402
 from myllm_mlx.bench_ops import BenchOps  # noqa: E402
 from myllm_mlx.generate import load_decoder  # noqa: E402
 from myllm_mlx.trainer import Trainer  # noqa: E402

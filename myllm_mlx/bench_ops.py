@@ -11,7 +11,7 @@ from myllm_mlx.trainer import Trainer
 
 
 class BenchOps:
-    """The timing operations of the MLX backend around one Trainer (myllm/contract.py)."""
+    """The timing operations of the MLX backend around one Trainer (myllm/backend/contract.py)."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer

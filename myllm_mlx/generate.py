@@ -1,12 +1,12 @@
-"""Decoding with the MLX GPT: the backend half of myllm/generation.py, and loading weights."""
+"""Decoding with the MLX GPT: the backend half of myllm/generate/loop.py, and loading weights."""
 
 from __future__ import annotations
 
 import mlx.core as mx
 import numpy as np
 
-from myllm.checkpoint import Checkpoint
-from myllm.precision import choose_dtype
+from myllm.backend.precision import choose_dtype
+from myllm.checkpoint.state import Checkpoint
 from myllm_mlx.device import resolve_device
 from myllm_mlx.model import GPTModel, KVCache
 from myllm_mlx.precision import cast_parameters, device_facts

@@ -6,7 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from myllm.config import ModelConfig
+from myllm.config.settings import ModelConfig
 from myllm_mlx.cpu_math import gelu, scaled_dot_product_attention
 
 

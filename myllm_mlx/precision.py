@@ -14,14 +14,14 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
-from myllm.config import TrainConfig
-from myllm.precision import (
+from myllm.backend.precision import (
     MLX_CPU_BF16_SLOWDOWN,
     DeviceFacts,
     Precision,
     check_compile,
     choose_dtype,
 )
+from myllm.config.settings import TrainConfig
 
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 
@@ -38,8 +38,8 @@ def device_facts(device: mx.Device) -> DeviceFacts:
 
 
 def resolve_precision(config: TrainConfig, device: mx.Device) -> Precision:
-    """`auto` dtype per device (myllm.precision); `auto` compile = on: MLX's compiled step is
-    faster than its eager one on every device measured (it fuses the element-wise work)."""
+    """`auto` dtype per device (myllm.backend.precision); `auto` compile = on: MLX's compiled step
+    is faster than its eager one on every device measured (it fuses the element-wise work)."""
     dtype = choose_dtype(config.dtype, device_facts(device))
     compile_on = check_compile(config.compile) != "off"
     warning = None

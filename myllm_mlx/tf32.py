@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from myllm.precision import tf32_from_environment
+from myllm.backend.precision import tf32_from_environment
 
 TF32_ENV = "MLX_ENABLE_TF32"
 

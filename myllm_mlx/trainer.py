@@ -1,7 +1,7 @@
 """One training step, evaluation and checkpoint state for the MLX GPT.
 
 The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
-backends and lives in myllm/training.py.
+backends and lives in myllm/train/setup.py.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import mlx.optimizers as optim
 import numpy as np
 from mlx.utils import tree_flatten, tree_map
 
-from myllm.accumulation import micro_batches
-from myllm.checkpoint import Checkpoint, LossScaleState, OptimizerState
-from myllm.config import ModelConfig, TrainConfig
-from myllm.data import shard_rows
+from myllm.checkpoint.state import Checkpoint, LossScaleState, OptimizerState
+from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.data.accumulation import micro_batches
+from myllm.data.sampler import shard_rows
 from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
 from myllm_mlx.distributed import (
     all_reduce_max,

@@ -1,6 +1,6 @@
 """The PyTorch reference backend of myllm: `BACKEND` is what the core uses of it."""
 
-from myllm.contract import Backend
+from myllm.backend.contract import Backend
 from myllm_torch.bench_ops import BenchOps
 from myllm_torch.checkpoint_format import FORMAT
 from myllm_torch.generate import load_decoder

@@ -14,7 +14,7 @@ from myllm_torch.trainer import Trainer
 
 
 class BenchOps:
-    """The timing operations of the torch backend around one Trainer (myllm/contract.py)."""
+    """The timing operations of the torch backend around one Trainer (myllm/backend/contract.py)."""
 
     def __init__(self, trainer: Trainer):
         self.trainer = trainer

@@ -1,7 +1,7 @@
 """torch's own checkpoint format: the reference's `.pt` dict, with torch AdamW's state layout.
 
 Written with torch.save and read with torch.load(weights_only=True) only. The core reaches this
-module through the backend registry by the file's `.pt` extension (myllm/checkpoint.py).
+module through the backend registry by the file's `.pt` extension (myllm/checkpoint/).
 """
 
 from __future__ import annotations
@@ -15,22 +15,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from myllm.checkpoint import (
+from myllm.backend.contract import CheckpointFormat
+from myllm.checkpoint.state import (
     FORMAT_VERSION,
     TIED_NAMES,
     Checkpoint,
     OptimizerState,
     TrainingState,
+    parameter_shapes,
+)
+from myllm.checkpoint.validation import (
     corrupt_checkpoint,
     loss_scale_metadata,
-    parameter_shapes,
     stored_loss_scale,
     stored_model_config,
     stored_training_state,
     validate_weights,
 )
-from myllm.config import TrainConfig
-from myllm.contract import CheckpointFormat
+from myllm.config.settings import TrainConfig
 from myllm.errors import UserError
 
 

@@ -1,4 +1,4 @@
-"""Decoding with the torch GPT: the backend half of myllm/generation.py, and loading weights."""
+"""Decoding with the torch GPT: the backend half of myllm/generate/loop.py, and loading weights."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from myllm.checkpoint import Checkpoint
-from myllm.precision import choose_dtype
+from myllm.backend.precision import choose_dtype
+from myllm.checkpoint.state import Checkpoint
 from myllm_torch.device import resolve_device
 from myllm_torch.model import GPTModel, KVCache
 from myllm_torch.precision import DTYPES, autocast, device_facts

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from myllm.config import ModelConfig
+from myllm.config.settings import ModelConfig
 
 
 class KVCache:

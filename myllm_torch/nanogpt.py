@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from myllm.atomic import atomic_write
-from myllm.checkpoint import Checkpoint, OptimizerState, TrainingState, parameter_shapes
-from myllm.config import ModelConfig, TrainConfig
+from myllm.checkpoint.state import Checkpoint, OptimizerState, TrainingState, parameter_shapes
+from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.errors import UserError
 from myllm_torch.checkpoint_format import adamw_param_group
 

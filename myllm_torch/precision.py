@@ -11,8 +11,8 @@ import contextlib
 
 import torch
 
-from myllm.config import TrainConfig
-from myllm.precision import DeviceFacts, Precision, check_compile, choose_dtype
+from myllm.backend.precision import DeviceFacts, Precision, check_compile, choose_dtype
+from myllm.config.settings import TrainConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -25,8 +25,8 @@ def device_facts(device: torch.device) -> DeviceFacts:
 
 
 def resolve_precision(config: TrainConfig, device: torch.device) -> Precision:
-    """`auto` dtype per device (myllm.precision); `auto` compile = on for CUDA only: measured
-    slower than eager on this project's CPU (0.9x at float32) and not worth it on MPS."""
+    """`auto` dtype per device (myllm.backend.precision); `auto` compile = on for CUDA only:
+    measured slower than eager on this project's CPU (0.9x at float32) and not worth it on MPS."""
     dtype = choose_dtype(config.dtype, device_facts(device))
     compile_choice = check_compile(config.compile)
     compile_on = compile_choice == "on" or (compile_choice == "auto" and device.type == "cuda")

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from myllm.backends import load_backend
-from myllm.config import ModelConfig, TrainConfig
-from myllm.data import BatchSampler
-from myllm.generation import generate_tokens
-from myllm.sampling import SamplingSettings
-from myllm.schedule import CosineSchedule
+from myllm.backend.registry import load_backend
+from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.data.sampler import BatchSampler
+from myllm.generate.loop import generate_tokens
+from myllm.generate.sampling import SamplingSettings
+from myllm.train.schedule import CosineSchedule
 from myllm_mlx.model import loss_fn as mlx_loss_fn
 from myllm_torch.model import loss_fn as torch_loss_fn
 from tests.helpers import logits_of, sample_tokens

@@ -21,10 +21,10 @@ import pytest
 import torch
 from mlx.utils import tree_flatten
 
-from myllm.backends import load_backend
-from myllm.config import ModelConfig, TrainConfig
-from myllm.data import BatchSampler
-from myllm.schedule import CosineSchedule
+from myllm.backend.registry import load_backend
+from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.data.sampler import BatchSampler
+from myllm.train.schedule import CosineSchedule
 from myllm_mlx.precision import cast_parameters, loss_in_dtype
 from myllm_torch.model import loss_fn as torch_loss_fn
 from myllm_torch.precision import autocast

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from myllm.backends import load_backend
+from myllm.backend.registry import load_backend
 from tests.helpers import BACKENDS, sample_text
 
 

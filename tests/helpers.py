@@ -12,17 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from myllm.backends import is_installed
-from myllm.checkpoint import (
-    Checkpoint,
-    OptimizerState,
-    TrainingState,
-    parameter_shapes,
-    read_checkpoint,
-)
-from myllm.config import ModelConfig, ModelSettings, TrainConfig
-from myllm.resume import read_resume
-from myllm.training import run_training
+from myllm.backend.registry import is_installed
+from myllm.checkpoint.io import read_checkpoint
+from myllm.checkpoint.state import Checkpoint, OptimizerState, TrainingState, parameter_shapes
+from myllm.config.settings import ModelConfig, ModelSettings, TrainConfig
+from myllm.train.resume import read_resume
+from myllm.train.setup import run_training
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BACKENDS = ["torch", "mlx"]

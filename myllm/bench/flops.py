@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from myllm.config import ModelConfig
+from myllm.config.settings import ModelConfig
 
 FLOP_FORMULA = (
     "training FLOPs/token = 6*N + 12*n_layers*T*d_model; forward FLOPs/token = 2*N + "

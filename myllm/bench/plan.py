@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from myllm.config import ModelConfig, TrainConfig, model_defaults
-from myllm.data import BatchSampler
+from myllm.backend.precision import check_compile, check_dtype
+from myllm.config.settings import ModelConfig, TrainConfig, model_defaults
+from myllm.data.sampler import BatchSampler
 from myllm.errors import UserError
-from myllm.precision import check_compile, check_dtype
 
 VOCAB_SIZE = 65  # Tiny Shakespeare's character vocabulary
 SYNTHETIC_TOKENS = 200_000  # speed does not depend on the text: seeded random tokens

@@ -6,7 +6,7 @@ a machine that speeds up or slows down during the run affects both alike, and me
 repeats are reported. MFU is taken against a matmul peak measured in the same run with each
 backend's own matmul, so it says how much of what *this* framework can do on *this* device the
 model gets. The framework-specific timing (waiting for queued work, memory counters, the matmul)
-is each backend's `BenchOps` (myllm/contract.py).
+is each backend's `BenchOps` (myllm/backend/contract.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from myllm.backends import backend_names, is_installed, load_backend
+from myllm.backend.contract import Backend
+from myllm.backend.registry import backend_names, is_installed, load_backend
 from myllm.bench.machine import load_average, process_peak_rss_bytes, rss_source
 from myllm.bench.plan import (
     BATCHED_SAMPLES,
@@ -32,11 +33,10 @@ from myllm.bench.plan import (
     sweep_shapes,
 )
 from myllm.bench.report import build_report
-from myllm.config import TrainConfig
-from myllm.contract import Backend
+from myllm.config.settings import TrainConfig
 from myllm.errors import UserError
-from myllm.generation import generate_tokens
-from myllm.sampling import SamplingSettings
+from myllm.generate.loop import generate_tokens
+from myllm.generate.sampling import SamplingSettings
 
 MATMUL_SECONDS = 0.1  # each timed matmul sample runs about this long
 

@@ -113,12 +113,12 @@ def _main_options(
 
 
 def _default(field_name: str) -> str:
-    from myllm.config import TrainConfig
+    from myllm.config.settings import TrainConfig
 
     return f"(default: {getattr(TrainConfig, field_name)})"
 
 
 def _model_default(field_name: str) -> str:
-    from myllm.config import ModelConfig
+    from myllm.config.settings import ModelConfig
 
     return f"(default: {ModelConfig.__dataclass_fields__[field_name].default})"

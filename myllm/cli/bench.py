@@ -92,9 +92,9 @@ def bench(
     ] = "auto",
 ) -> None:
     """Time every backend side by side: training, forward, generation, memory, FLOP/s and MFU."""
+    from myllm.backend.precision import check_compile, check_dtype, parse_list
     from myllm.bench import BenchSettings, render_table, report_notes, run_matrix, write_report
-    from myllm.config_file import bench_values, is_config_file_name
-    from myllm.precision import check_compile, check_dtype, parse_list
+    from myllm.config.files import bench_values, is_config_file_name
 
     names = None if backends is None else [n.strip() for n in backends.split(",") if n.strip()]
     shape = {"d_model": d_model, "n_layers": n_layers, "n_heads": n_heads,

@@ -39,7 +39,7 @@ def convert(
 
     A nanoGPT source is recognised from its keys (model_args, model) and needs its meta.pkl.
     """
-    from myllm.checkpoint import checkpoint_format, read_checkpoint, write_checkpoint
+    from myllm.checkpoint.io import checkpoint_format, read_checkpoint, write_checkpoint
 
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
@@ -67,7 +67,7 @@ def convert(
 
 def check_same_tokenizer(source: Path, destination: Path) -> None:
     """convert beside another run's tokenizer.json: only when it is the same vocabulary."""
-    from myllm.tokenizers import load_tokenizer
+    from myllm.data.tokenizers import load_tokenizer
 
     if source.resolve() == destination.resolve():
         return
@@ -79,7 +79,7 @@ def check_same_tokenizer(source: Path, destination: Path) -> None:
 
 
 def _is_nanogpt(source: Path) -> bool:
-    from myllm.backends import backend_module, is_installed
+    from myllm.backend.registry import backend_module, is_installed
 
     return is_installed("torch") and backend_module("torch", "nanogpt").is_nanogpt_checkpoint(
         source
@@ -87,10 +87,10 @@ def _is_nanogpt(source: Path) -> bool:
 
 
 def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
-    from myllm.backends import backend_module
-    from myllm.checkpoint import write_checkpoint
-    from myllm.nanogpt_meta import read_meta
-    from myllm.tokenizer import CharTokenizer
+    from myllm.backend.registry import backend_module
+    from myllm.checkpoint.io import write_checkpoint
+    from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.interop.nanogpt_meta import read_meta
 
     tokenizer = read_meta(meta)
     checkpoint = backend_module("torch", "nanogpt").read_nanogpt(source)
@@ -110,11 +110,11 @@ def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
 
 
 def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
-    from myllm.backends import backend_module
-    from myllm.checkpoint import read_checkpoint
-    from myllm.nanogpt_meta import write_meta
-    from myllm.resume import check_tokenizer_matches
-    from myllm.tokenizer import CharTokenizer
+    from myllm.backend.registry import backend_module
+    from myllm.checkpoint.io import read_checkpoint
+    from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.interop.nanogpt_meta import write_meta
+    from myllm.train.resume import check_tokenizer_matches
 
     if destination.suffix != ".pt":
         raise UserError(f"nanoGPT reads a .pt file, not {destination}: name DST e.g. out/ckpt.pt")

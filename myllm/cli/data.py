@@ -19,7 +19,7 @@ def data_list() -> None:
     """The corpora `myllm data fetch` knows."""
     from rich.table import Table
 
-    from myllm.corpora import list_corpora
+    from myllm.data.corpora import list_corpora
 
     table = Table(title="Corpora (myllm data fetch NAME)")
     for column in ("name", "MB", "source", "sha256", "description"):
@@ -44,7 +44,7 @@ def data_fetch(
     dest: Annotated[Path, typer.Option(help="where to write NAME.txt")] = Path("data"),
 ) -> None:
     """Download (or copy from a mirror), check sha256 and strip Gutenberg boilerplate."""
-    from myllm.corpora import DEFAULT_CORPUS, corpus_info, fetch
+    from myllm.data.corpora import DEFAULT_CORPUS, corpus_info, fetch
 
     names = names or [DEFAULT_CORPUS]
     for name in names:
@@ -72,9 +72,9 @@ def data_prepare(
     """Encode FILE into the token cache that `myllm train --data FILE` then memory-maps."""
     import time
 
-    from myllm.config import TrainConfig
-    from myllm.corpus_files import byte_progress
-    from myllm.token_cache import load_cached_tokens
+    from myllm.config.settings import TrainConfig
+    from myllm.data.corpus import byte_progress
+    from myllm.data.token_cache import load_cached_tokens
 
     TrainConfig(val_split=val_split, tokenizer=tokenizer)  # the same checks as train's
     if not file.is_file():

@@ -52,14 +52,14 @@ def generate(
     ] = "auto",
 ) -> None:
     """Continue a prompt, or chat with the model in an interactive REPL."""
-    from myllm.backends import load_backend, native_backend
-    from myllm.checkpoint import read_checkpoint
-    from myllm.config import check_seed
-    from myllm.precision import check_dtype
-    from myllm.repl import GenerationRequest, generate_text, run_repl
-    from myllm.resume import check_tokenizer_matches
-    from myllm.sampling import SamplingSettings
-    from myllm.tokenizers import load_tokenizer
+    from myllm.backend.precision import check_dtype
+    from myllm.backend.registry import load_backend, native_backend
+    from myllm.checkpoint.io import read_checkpoint
+    from myllm.config.settings import check_seed
+    from myllm.data.tokenizers import load_tokenizer
+    from myllm.generate.repl import GenerationRequest, generate_text, run_repl
+    from myllm.generate.sampling import SamplingSettings
+    from myllm.train.resume import check_tokenizer_matches
 
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     check_seed(seed)
@@ -115,7 +115,7 @@ def eval_command(
     """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""
     import json
 
-    from myllm.evaluation import evaluate_checkpoint
+    from myllm.train.evaluation import evaluate_checkpoint
 
     result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
     if json_output:

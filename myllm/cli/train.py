@@ -140,11 +140,11 @@ def train(
     ] = None,
 ) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
-    from myllm.backends import check_backend_name
-    from myllm.config import ModelSettings, TrainConfig
-    from myllm.config_file import load_config_file, render, resolved_settings
-    from myllm.resume import read_resume
-    from myllm.training import run_training
+    from myllm.backend.registry import check_backend_name
+    from myllm.config.files import load_config_file, render, resolved_settings
+    from myllm.config.settings import ModelSettings, TrainConfig
+    from myllm.train.resume import read_resume
+    from myllm.train.setup import run_training
 
     given = {
         "data": data, "checkpoint_dir": checkpoint_dir, "epochs": epochs, "max_steps": max_steps,
@@ -168,7 +168,7 @@ def train(
         backend = backend or from_file.run.get("backend")
         file_format = from_file.format
     if preset is not None:
-        from myllm.presets import get_preset
+        from myllm.config.presets import get_preset
 
         chosen = get_preset(preset)
         model_given = {**chosen.model_settings(), **model_given}

@@ -1,0 +1,1 @@
+"""Checkpoints: the framework-free state, its validation, checksums and file formats."""

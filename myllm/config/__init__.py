@@ -1,0 +1,1 @@
+"""Settings: the model and training configs, config files, presets."""

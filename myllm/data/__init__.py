@@ -1,0 +1,1 @@
+"""From text to batches: tokenizers, the token cache, the corpus, the seeded sampler."""

@@ -1,0 +1,1 @@
+"""Decoding: the loop both backends share, sampling on the host, the REPL."""

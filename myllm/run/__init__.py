@@ -1,0 +1,1 @@
+"""A run directory: its files, each named once, and its lock."""

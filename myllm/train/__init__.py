@@ -1,0 +1,1 @@
+"""`myllm train` and `myllm eval`: set-up, loop, schedule, resume, memory, signals, evaluation."""

@@ -1,0 +1,92 @@
+"""The NaN / inf guard: a diverging run stops in one line and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from myllm.errors import UserError
+from myllm.train.setup import run_training
+from tests.helpers import (
+    DROPOUT_MODEL,
+    ONE_THREAD_ENV,
+    all_weights_finite,
+    resume_from,
+    signal_at_step,
+    two_epoch_config,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread is fastest
+
+
+def poison_step(monkeypatch, trainer_class, call: int, how: str) -> None:
+    """At the `call`-th train_step: return a NaN loss, or step with lr = NaN (NaN weights after)."""
+    original = trainer_class.train_step
+    calls = itertools.count(1)
+
+    def train_step(self, x, y, lr, **kwargs):
+        if next(calls) != call:
+            return original(self, x, y, lr, **kwargs)
+        if how == "nan-lr":
+            return original(self, x, y, float("nan"), **kwargs)
+        loss, grad_norm = original(self, x, y, lr, **kwargs)
+        return loss * float("nan"), grad_norm
+
+    monkeypatch.setattr(trainer_class, "train_step", train_step)
+
+
+@pytest.mark.parametrize(
+    ("how", "call", "eval_interval", "stopped_at", "reason"),
+    [
+        ("nan-loss", 4, None, 9, "loss nan"),
+        ("nan-lr", 4, None, 10, "loss nan"),  # step 9's loss is finite, step 10's is not
+        ("nan-lr", 15, None, 20, "validation loss nan"),  # epoch end: evaluated before saving
+        ("nan-lr", 15, 100, 20, "non-finite weights when saving checkpoint_epoch_1"),
+    ],
+    ids=["nan-loss", "nan-weights", "nan-before-evaluation", "nan-before-epoch-save"],
+)
+def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(
+    backend, small_text, tmp_path, monkeypatch, how, call, eval_interval, stopped_at, reason
+):
+    config = two_epoch_config(small_text, tmp_path, eval_interval=eval_interval)
+    suffix = backend.checkpoint_suffix
+    last = tmp_path / f"checkpoint_last{suffix}"
+    with monkeypatch.context() as patch:
+        signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
+        run_training(backend.name, config, DROPOUT_MODEL)
+    before = last.read_bytes()
+    poison_step(monkeypatch, backend.Trainer, call, how)
+    with pytest.raises(UserError) as diverged:
+        resume_from(backend, last)
+    message = str(diverged.value)
+    assert diverged.value.exit_code == 1
+    assert f"diverged at step {stopped_at} ({reason}" in message, message
+    assert f"the last good checkpoint is {last}" in message and "--lr 0.003" in message
+    assert "\n" not in message
+    assert last.read_bytes() == before
+    assert all_weights_finite(tmp_path, suffix)
+    assert not (tmp_path / f"checkpoint_epoch_1{suffix}").exists()
+
+
+def test_divergence_on_the_cli_is_one_line_exit_1(backend, small_text, tmp_path, monkeypatch):
+    """An absurd --lr on resume: exit 1, one error line, no traceback, checkpoint_last untouched."""
+    last = tmp_path / f"checkpoint_last{backend.checkpoint_suffix}"
+    with monkeypatch.context() as patch:
+        signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
+        run_training(backend.name, two_epoch_config(small_text, tmp_path), DROPOUT_MODEL)
+    before = last.read_bytes()
+    result = subprocess.run(
+        [sys.executable, "-m", "myllm", "train", "--backend", backend.name, "--resume", str(last),
+         "--lr", "1e6"],
+        capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    [error] = [line for line in result.stderr.splitlines() if "error" in line]
+    assert error.startswith("error: training diverged at step ")
+    assert f"the last good checkpoint is {last}" in error and "--lr 1000000.0" in error
+    assert last.read_bytes() == before
