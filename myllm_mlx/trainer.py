@@ -1,7 +1,8 @@
 """One training step, evaluation and checkpoint state for the MLX GPT.
 
 The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
-backends and lives in myllm/train/setup.py.
+backends and lives in myllm/train/loop.py; how a batch is cut into micro-batches and shards, in
+myllm/data/accumulation.py.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from myllm.checkpoint.state import Checkpoint, LossScaleState, OptimizerState
 from myllm.config.settings import ModelConfig, TrainConfig
-from myllm.data.accumulation import micro_batches
-from myllm.data.sampler import shard_rows
+from myllm.data.accumulation import BatchShares, evaluation_shards, step_batches
 from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
 from myllm_mlx.distributed import (
     all_reduce_max,
@@ -71,7 +71,8 @@ class Trainer:
             self.compiled_step = mx.compile(self.step, inputs=self.state, outputs=self.state)
         # Evaluation too: one traced, fused graph per batch shape, reading the current weights.
         self.compiled_loss = mx.compile(partial(self.loss, self.model), inputs=self.model.state)
-        self.shares: dict[tuple[int, int], mx.array] = {}  # see batch_share
+        # This rank's share of the global batch, made once per size; MLX has no device to name.
+        self.batch_share = BatchShares(batch_share)
         self.in_flight: list[mx.array] | None = None  # the last step's outputs, on a GPU
         split_random_stream(self.rank)
 
@@ -150,17 +151,12 @@ class Trainer:
         """
         self.model.train()
         self.optimizer.learning_rate = lr
-        share = None
-        if self.world_size > 1:
-            share = self.batch_share(len(x), batch_rows)
-            if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
-                x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
-        batches = [(x, y, None)]
-        if self.train_config.grad_accum_steps > 1:
-            batches = micro_batches(x, y, self.train_config.grad_accum_steps)
+        share = self.batch_share(len(x), batch_rows) if self.world_size > 1 else None
+        pieces = step_batches(x, y, self.train_config.grad_accum_steps, self.world_size)
+        # The weight as an array: a Python float would be a constant of the compiled graph.
         batches = [
             (self.to_device(x), self.to_device(y), None if w is None else mx.array(w))
-            for x, y, w in batches
+            for x, y, w in pieces
         ]
         loss, grad_norm = self.compiled_step(batches, share)
         if self.device.type == mx.gpu:
@@ -174,19 +170,6 @@ class Trainer:
             mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
         return loss, grad_norm
 
-    def batch_share(self, shard_rows: int, batch_rows: int | None) -> mx.array:
-        """This rank's share of the global batch, made once per (shard, batch) size.
-
-        Made per step it would cost a host-to-device copy (which waits for a GPU's queue) and an
-        all-reduce; the loop knows the global batch size, so neither is needed after the first.
-        """
-        if batch_rows is None:
-            return batch_share(shard_rows, None)
-        key = (shard_rows, batch_rows)
-        if key not in self.shares:
-            self.shares[key] = batch_share(shard_rows, batch_rows)
-        return self.shares[key]
-
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats."""
         return mx.stack(values).tolist() if values else []
@@ -195,13 +178,10 @@ class Trainer:
         """Mean cross-entropy over the windows of `batches`, dropout off; ranks split each batch."""
         self.model.eval()
         total, count = mx.array(0.0), 0
-        for x, y in batches:
-            x = shard_rows(x, self.rank, self.world_size)
-            y = shard_rows(y, self.rank, self.world_size)
-            if len(x) > 0:
-                total = total + self.compiled_loss(self.to_device(x), self.to_device(y)) * len(x)
-                mx.eval(total)
-                count += len(x)
+        for x, y in evaluation_shards(batches, self.rank, self.world_size):
+            total = total + self.compiled_loss(self.to_device(x), self.to_device(y)) * len(x)
+            mx.eval(total)  # MLX is lazy: one batch's graph at a time
+            count += len(x)
         if self.world_size > 1:
             total, count = all_reduce_sum(mx.stack([total, mx.array(float(count))])).tolist()
         return float(total) / count

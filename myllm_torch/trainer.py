@@ -1,20 +1,21 @@
 """One training step, evaluation and checkpoint state for the torch GPT.
 
 The loop around it (schedule, logging, evaluation cadence, checkpoint files) is shared by both
-backends and lives in myllm/train/setup.py.
+backends and lives in myllm/train/loop.py; how a batch is cut into micro-batches and shards, in
+myllm/data/accumulation.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+from functools import partial
 
 import numpy as np
 import torch
 
 from myllm.checkpoint.state import Checkpoint, LossScaleState, OptimizerState
 from myllm.config.settings import ModelConfig, TrainConfig
-from myllm.data.accumulation import micro_batches
-from myllm.data.sampler import shard_rows
+from myllm.data.accumulation import BatchShares, evaluation_shards, step_batches
 from myllm_torch.device import describe_device, resolve_device, set_matmul_precision
 from myllm_torch.distributed import (
     all_reduce_max,
@@ -61,7 +62,8 @@ class Trainer:
         self.step_model = self.parallel_model
         if self.compiled:
             self.step_model = torch.compile(self.parallel_model)
-        self.shares: dict[tuple[int, int], torch.Tensor] = {}  # see batch_share
+        # This rank's share of the global batch, made once per size; made on the device.
+        self.batch_share = BatchShares(partial(batch_share, device=self.device))
         split_random_stream(self.rank)
 
     def describe_device(self) -> str:
@@ -82,6 +84,13 @@ class Trainer:
             return ids.pin_memory().to(self.device, non_blocking=True)
         return ids.to(self.device)
 
+    def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weight=None):
+        """The micro-batch's loss, computed in the compute dtype (autocast), times its `weight`
+        when given. The float16 loss scale is applied in backward (torch's GradScaler)."""
+        with autocast(self.device, self.precision.dtype):
+            loss = loss_fn(model, x, y)
+        return loss if weight is None else loss * weight
+
     def step(self, batches, share: torch.Tensor | None):
         """Forward and backward over the micro-batches [(x, y, weight)], then one AdamW step.
 
@@ -92,10 +101,7 @@ class Trainer:
         loss = None  # this rank's batch mean, summed over the micro-batches
         for index, (x, y, weight) in enumerate(batches):
             with self.reduce_gradients(index == len(batches) - 1):
-                with autocast(self.device, self.precision.dtype):
-                    micro_loss = loss_fn(self.step_model, x, y)
-                if weight is not None:
-                    micro_loss = micro_loss * weight
+                micro_loss = self.loss(self.step_model, x, y, weight)
                 loss = micro_loss.detach() if loss is None else loss + micro_loss.detach()
                 if share is not None:  # DDP averages the ranks' gradients: weighted so, they
                     micro_loss = micro_loss * (share * self.world_size)  # are the global batch's
@@ -111,12 +117,16 @@ class Trainer:
         return loss, grad_norm
 
     def reduce_gradients(self, last: bool):
-        """DDP's all-reduce in this backward only for the last micro-batch (no_sync before)."""
+        """DDP's all-reduce in this backward only for the last micro-batch (no_sync before).
+
+        torch only: MLX has no DDP; its step averages the summed gradients once, at the end.
+        """
         if self.world_size > 1 and not last:
             return self.parallel_model.no_sync()
         return contextlib.nullcontext()
 
     def backward(self, loss: torch.Tensor) -> None:
+        """Gradients of `loss`, scaled by GradScaler in float16 (MLX: value_and_grad in step)."""
         if self.scaler is None:
             loss.backward()
         else:
@@ -152,28 +162,10 @@ class Trainer:
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        share = None
-        if self.world_size > 1:
-            share = self.batch_share(len(x), batch_rows)
-            if len(x) == 0:  # fewer windows than ranks: step on one window that weighs nothing
-                x, y = np.zeros((1, x.shape[1]), x.dtype), np.zeros((1, y.shape[1]), y.dtype)
-        batches = [(x, y, None)]
-        if self.train_config.grad_accum_steps > 1:
-            batches = micro_batches(x, y, self.train_config.grad_accum_steps)
-        return self.step([(self.to_device(x), self.to_device(y), w) for x, y, w in batches], share)
-
-    def batch_share(self, shard_rows: int, batch_rows: int | None) -> torch.Tensor:
-        """This rank's share of the global batch, made once per (shard, batch) size.
-
-        Made per step it would cost a host-to-device copy (which waits for a GPU's queue) and an
-        all-reduce; the loop knows the global batch size, so neither is needed after the first.
-        """
-        if batch_rows is None:
-            return batch_share(shard_rows, None, self.device)
-        key = (shard_rows, batch_rows)
-        if key not in self.shares:
-            self.shares[key] = batch_share(shard_rows, batch_rows, self.device)
-        return self.shares[key]
+        share = self.batch_share(len(x), batch_rows) if self.world_size > 1 else None
+        pieces = step_batches(x, y, self.train_config.grad_accum_steps, self.world_size)
+        batches = [(self.to_device(x), self.to_device(y), w) for x, y, w in pieces]
+        return self.step(batches, share)
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats (the one host sync, at logging time)."""
@@ -184,14 +176,11 @@ class Trainer:
         """Mean cross-entropy over the windows of `batches`, dropout off; ranks split each batch."""
         self.model.eval()
         total, count = torch.zeros((), device=self.device), 0
-        for x, y in batches:
-            x = shard_rows(x, self.rank, self.world_size)
-            y = shard_rows(y, self.rank, self.world_size)
-            if len(x) > 0:
-                with autocast(self.device, self.precision.dtype):
-                    loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
-                total += loss.float() * len(x)
-                count += len(x)
+        for x, y in evaluation_shards(batches, self.rank, self.world_size):
+            with autocast(self.device, self.precision.dtype):
+                loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
+            total += loss.float() * len(x)
+            count += len(x)
         if self.world_size > 1:
             total_and_count = torch.stack([total, torch.tensor(float(count), device=self.device)])
             total, count = all_reduce_sum(total_and_count).tolist()
