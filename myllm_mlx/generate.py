@@ -9,7 +9,7 @@ from myllm.backend.precision import choose_dtype
 from myllm.checkpoint.state import Checkpoint
 from myllm_mlx.device import resolve_device
 from myllm_mlx.model import GPTModel, KVCache
-from myllm_mlx.precision import cast_parameters, device_facts
+from myllm_mlx.precision import cast_parameters, device_facts, parameters_swapped_in
 
 
 def load_weights(model: GPTModel, weights: dict[str, np.ndarray]) -> None:
@@ -22,9 +22,8 @@ def load_model(checkpoint: Checkpoint, device_name: str = "auto") -> GPTModel:
     resolve_device(device_name)  # MLX: sets the default device; arrays need no .to()
     model = GPTModel(checkpoint.model_config)
     load_weights(model, checkpoint.weights)
-    mx.eval(model.parameters())
-    model.eval()
-    return model
+    mx.eval(model.parameters())  # MLX is lazy: the weights are loaded here, not at first use
+    return model.eval()
 
 
 def load_decoder(
@@ -41,8 +40,7 @@ class Decoder:
     """
 
     def __init__(self, model: GPTModel, dtype: str = "float32"):
-        model.eval()
-        self.model = model
+        self.model = model.eval()
         self.max_seq_len = model.config.max_seq_len
         self.dtype = choose_dtype(dtype, device_facts(mx.default_device()))
         # MLX has no autocast: a low-dtype copy of the weights is swapped in for each forward.
@@ -55,11 +53,17 @@ class Decoder:
 
     def last_logits(self, tokens: np.ndarray, cache: KVCache | None) -> np.ndarray:
         idx = mx.array(tokens.astype(np.int32))  # [B, T]
-        if self.low_parameters is None:
-            logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
-        else:
-            masters = self.model.parameters()
-            self.model.update(self.low_parameters)
-            logits = self.model(idx, cache)[:, -1, :]  # [B, vocab]
-            self.model.update(masters)
-        return np.array(logits.astype(mx.float32))
+        logits = forward_with(self.model, self.low_parameters, idx, cache)[:, -1, :]
+        return np.array(logits.astype(mx.float32))  # [B, vocab]
+
+
+def forward_with(
+    model: GPTModel,
+    low_parameters: dict | None,
+    idx: mx.array,
+    cache: KVCache | None = None,
+) -> mx.array:
+    """model(idx, cache), with `low_parameters` (cast_parameters) in place of the float32
+    weights when given (MLX has no autocast: every floating parameter is swapped)."""
+    with parameters_swapped_in(model, low_parameters):
+        return model(idx, cache)

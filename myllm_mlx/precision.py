@@ -10,6 +10,9 @@ small); bfloat16 has float32's range and needs none.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
@@ -60,12 +63,29 @@ def cast_parameters(parameters, dtype: str):
     )
 
 
+@contextlib.contextmanager
+def parameters_swapped_in(model: nn.Module, parameters) -> Iterator[None]:
+    """The model computes with `parameters` (low-dtype copies) inside the block; None: its own.
+
+    MLX has no autocast, so a low-dtype forward swaps the weights in. The float32 masters are
+    back afterwards even when the block raises: a later step or checkpoint must never see (and
+    save) the low-dtype copies.
+    """
+    if parameters is None:
+        yield
+        return
+    masters = model.parameters()
+    model.update(parameters)
+    try:
+        yield
+    finally:
+        model.update(masters)
+
+
 def loss_in_dtype(model: nn.Module, x: mx.array, y: mx.array, dtype: str) -> mx.array:
     """Mean cross-entropy with the forward computed in `dtype` and the loss in float32."""
-    masters = model.parameters()
-    model.update(cast_parameters(masters, dtype))
-    logits = model(x).astype(mx.float32)  # [B, T, vocab]
-    model.update(masters)
+    with parameters_swapped_in(model, cast_parameters(model.parameters(), dtype)):
+        logits = model(x).astype(mx.float32)  # [B, T, vocab]
     return nn.losses.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="mean"
     )

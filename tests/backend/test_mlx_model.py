@@ -29,6 +29,7 @@ from myllm_mlx.model import (
     count_parameters,
     loss_fn,
 )
+from myllm_mlx.precision import cast_parameters, parameters_swapped_in
 from myllm_mlx.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -221,3 +222,17 @@ def test_system_openblas_is_found_by_default():
         check=False,
     )
     assert result.stdout.startswith("openblas ("), result.stderr
+
+
+def test_swapped_in_parameters_are_undone_when_the_forward_raises():
+    """A failed low-dtype forward leaves the float32 masters in place: checkpoints save them."""
+    model = tiny_model()
+    masters = dict(tree_flatten(model.parameters()))
+    low = cast_parameters(model.parameters(), "bfloat16")
+    with pytest.raises(RuntimeError, match="inside"), parameters_swapped_in(model, low):
+        assert model.token_embedding.weight.dtype == mx.bfloat16
+        raise RuntimeError("inside")
+    for name, value in tree_flatten(model.parameters()):
+        assert value.dtype == mx.float32 and value is masters[name], name
+    with parameters_swapped_in(model, None):  # None: the model's own weights, nothing swapped
+        assert model.token_embedding.weight is masters["token_embedding.weight"]
