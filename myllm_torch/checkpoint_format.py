@@ -32,8 +32,8 @@ from myllm.checkpoint.validation import (
     stored_training_state,
     validate_weights,
 )
-from myllm.config.settings import TrainConfig
 from myllm.errors import UserError
+from myllm.interop.torch_adamw import adamw_param_group
 
 
 def torch_bytes(checkpoint: Checkpoint) -> bytes:
@@ -79,39 +79,9 @@ def torch_bytes(checkpoint: Checkpoint) -> bytes:
     return buffer.getvalue()
 
 
-def adamw_param_group(config: dict[str, Any], num_params: int) -> dict[str, Any]:
-    """torch.optim.AdamW's param group for the reference's hyper-parameters."""
-    defaults = TrainConfig()
-    return {
-        "lr": config.get("lr", defaults.lr),
-        "betas": (config.get("beta1", defaults.beta1), config.get("beta2", defaults.beta2)),
-        "eps": config.get("eps", defaults.eps),
-        "weight_decay": config.get("weight_decay", defaults.weight_decay),
-        "amsgrad": False,
-        "maximize": False,
-        "foreach": None,
-        "capturable": False,
-        "differentiable": False,
-        "fused": None,
-        "decoupled_weight_decay": True,
-        "params": list(range(num_params)),
-    }
-
-
 def read_torch(path: Path) -> Checkpoint:
     """The checkpoint in a .pt file, loaded with weights_only=True: the pickle may run no code."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
-        if blocked is None:
-            raise corrupt_checkpoint(path, ValueError("not a torch checkpoint")) from None
-        raise UserError(
-            f"checkpoint {path} was refused: its pickle asks to call {blocked.group(1)}, which "
-            "could run code; load only files you trust (a myllm checkpoint holds only tensors)"
-        ) from None
-    except Exception as error:
-        raise corrupt_checkpoint(path, error) from None
+    payload = load_pt(path)
     try:
         model_config = stored_model_config(payload["model_config"], path)
         extra = payload.get("myllm", {})
@@ -151,6 +121,26 @@ def read_torch(path: Path) -> Checkpoint:
         validate_weights(optimizer.exp_avg, model_config, path)
         validate_weights(optimizer.exp_avg_sq, model_config, path)
     return checkpoint
+
+
+def load_pt(path: Path) -> Any:
+    """torch.load with weights_only=True: a pickle asking for any other global (which could run
+    code) is refused, and a damaged file is one UserError line. Every .pt read goes through here,
+    myllm's and nanoGPT's."""
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found: pass the path of an existing file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
+        if blocked is None:
+            raise corrupt_checkpoint(path, ValueError("not a torch checkpoint")) from None
+        raise UserError(
+            f"checkpoint {path} was refused: its pickle asks to call {blocked.group(1)}, which "
+            "could run code; load only files you trust (a checkpoint holds only tensors)"
+        ) from None
+    except Exception as error:
+        raise corrupt_checkpoint(path, error) from None
 
 
 FORMAT = CheckpointFormat(".pt", torch_bytes, read_torch)

@@ -311,3 +311,64 @@ def test_bias_on_q_k_v_is_refused(tmp_path):
     write_nanogpt_run(tmp_path / "out", bias=True)
     with pytest.raises(UserError, match="bias=True: it has a bias on q, k and v"):
         run_convert(tmp_path / "out" / "ckpt.pt", tmp_path / "myllm" / "model.pt")
+
+
+def damaged(payload: dict, case: str) -> dict:
+    """nanoGPT's dict with one part missing, mistyped or out of shape."""
+    model, args = payload["model"], payload["model_args"]
+    wte = "transformer.wte.weight"
+    changes = {
+        "weight missing": lambda: model.pop("transformer.h.1.mlp.c_fc.weight"),
+        "weight mistyped": lambda: model.__setitem__(wte, "not a tensor"),
+        "weight reshaped": lambda: model.__setitem__(wte, model[wte][:, :5]),
+        "c_attn not 3 parts": lambda: model.__setitem__(
+            "transformer.h.0.attn.c_attn.weight", torch.zeros(31, 32)
+        ),
+        "model_args key missing": lambda: args.pop("n_layer"),
+        "model_args mistyped": lambda: args.__setitem__("n_embd", "wide"),
+        "zero heads": lambda: args.__setitem__("n_head", 0),
+        "model not a dict": lambda: payload.__setitem__("model", [1, 2]),
+        "model_args not a dict": lambda: payload.__setitem__("model_args", 3),
+        "iter_num mistyped": lambda: payload.__setitem__("iter_num", "many"),
+        "best_val_loss mistyped": lambda: payload.__setitem__("best_val_loss", [1.0]),
+    }
+    changes[case]()
+    return payload
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "weight missing", "weight mistyped", "weight reshaped", "c_attn not 3 parts",
+        "model_args key missing", "model_args mistyped", "zero heads", "model not a dict",
+        "model_args not a dict", "iter_num mistyped", "best_val_loss mistyped",
+    ],
+)  # fmt: skip
+def test_a_damaged_nanogpt_checkpoint_is_one_line_and_writes_nothing(tmp_path, case):
+    write_nanogpt_run(tmp_path / "out")
+    source = tmp_path / "out" / "ckpt.pt"
+    payload = torch.load(source, weights_only=True)
+    torch.save(damaged(payload, case), source)
+    destination = tmp_path / "myllm" / "model.pt"
+    with pytest.raises(UserError) as refused:
+        run_convert(source, destination)
+    assert "\n" not in str(refused.value) and str(source) in str(refused.value)
+    assert not destination.exists() and not (destination.parent / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("case", ["moments missing", "moments reshaped", "not a dict"])
+def test_an_unfamiliar_optimizer_state_converts_the_weights_only(tmp_path, capsys, case):
+    write_nanogpt_run(tmp_path / "out")
+    source = tmp_path / "out" / "ckpt.pt"
+    payload = torch.load(source, weights_only=True)
+    moments = payload["optimizer"]["state"]
+    if case == "moments missing":
+        moments.pop(3)
+    elif case == "moments reshaped":
+        moments[0]["exp_avg"] = moments[0]["exp_avg"][:2]
+    else:
+        moments[1] = "garbage"
+    torch.save(payload, source)
+    run_convert(source, tmp_path / "myllm" / "model.pt")
+    assert "converted the weights only" in capsys.readouterr().err
+    assert read_checkpoint(tmp_path / "myllm" / "model.pt").optimizer is None

@@ -1,0 +1,89 @@
+"""The declarative name table (myllm/interop/weight_map.py) that every converter walks both ways.
+
+Framework-free: arrays are numpy, float32, and round trips are bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from myllm.checkpoint.state import parameter_shapes
+from myllm.config.settings import ModelConfig
+from myllm.interop.nanogpt import NANOGPT
+from myllm.interop.weight_map import WeightMap, entry
+
+CONFIG = ModelConfig(vocab_size=13, d_model=8, n_heads=2, n_layers=3, max_seq_len=6, d_ff=32)
+# A GPT-2-like table: Conv1D weights stored [in, out], q, k, v fused, every bias present.
+TRANSPOSED = WeightMap(
+    before=(entry("wte", "token_embedding.weight"), entry("wpe", "position_embedding.weight")),
+    per_layer=(
+        entry("h.{layer}.ln_1.w", "blocks.{layer}.ln1.weight"),
+        entry("h.{layer}.ln_1.b", "blocks.{layer}.ln1.bias"),
+        entry(
+            "h.{layer}.qkv",
+            *(f"blocks.{{layer}}.attention.{part}.weight" for part in ("W_q", "W_k", "W_v")),
+            transpose=True,
+        ),
+        entry("h.{layer}.o", "blocks.{layer}.attention.W_o.weight", transpose=True),
+        entry("h.{layer}.o.b", "blocks.{layer}.attention.W_o.bias"),
+        entry("h.{layer}.ln_2.w", "blocks.{layer}.ln2.weight"),
+        entry("h.{layer}.ln_2.b", "blocks.{layer}.ln2.bias"),
+        entry("h.{layer}.fc", "blocks.{layer}.feed_forward.linear1.weight", transpose=True),
+        entry("h.{layer}.fc.b", "blocks.{layer}.feed_forward.linear1.bias"),
+        entry("h.{layer}.proj", "blocks.{layer}.feed_forward.linear2.weight", transpose=True),
+        entry("h.{layer}.proj.b", "blocks.{layer}.feed_forward.linear2.bias"),
+    ),
+    after=(entry("ln_f.w", "ln_final.weight"), entry("ln_f.b", "ln_final.bias")),
+)
+
+
+def random_weights(seed: int = 0, biases: bool = True) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    shapes = parameter_shapes(CONFIG)
+    weights = {n: rng.normal(size=s).astype(np.float32) for n, s in shapes.items()}
+    if not biases:
+        weights = {n: a * 0 if n.endswith(".bias") else a for n, a in weights.items()}
+    return weights
+
+
+@pytest.mark.parametrize("table", [NANOGPT, TRANSPOSED], ids=["nanogpt", "transposed"])
+@pytest.mark.parametrize("optional", [True, False])
+def test_every_canonical_weight_goes_out_and_back_bit_exact(table, optional):
+    weights = random_weights(biases=optional)
+    foreign = table.to_foreign(weights, CONFIG.n_layers, optional)
+    assert list(foreign) == table.foreign_names(CONFIG.n_layers, optional)  # the table's order
+    back = table.from_foreign(foreign, CONFIG)
+    assert set(back) == set(weights)
+    for name, array in weights.items():
+        assert back[name].dtype == np.float32 and back[name].flags.c_contiguous
+        np.testing.assert_array_equal(back[name], array, err_msg=name)
+
+
+def test_transposed_and_stacked_entries_are_laid_out_as_the_foreign_program_reads_them():
+    weights = random_weights()
+    foreign = TRANSPOSED.to_foreign(weights, CONFIG.n_layers, optional=True)
+    block = "blocks.1.attention."
+    assert foreign["h.1.qkv"].shape == (8, 24)  # [in, 3 * out]
+    np.testing.assert_array_equal(foreign["h.1.qkv"][:, 8:16], weights[block + "W_k.weight"].T)
+    assert foreign["h.2.fc"].shape == (8, 32)
+
+
+def test_nanogpt_without_biases_reads_as_zero_biases_and_its_qkv_bias_must_be_zero():
+    foreign = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=False)
+    assert not any(name.endswith(".bias") for name in foreign)
+    back = NANOGPT.from_foreign(foreign, CONFIG)
+    assert not np.any(back["blocks.0.attention.W_o.bias"]) and not np.any(back["ln_final.bias"])
+    with_bias = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=True)
+    assert with_bias["transformer.h.2.attn.c_attn.bias"].shape == (3 * CONFIG.d_model,)
+    assert NANOGPT.unrepresentable(with_bias, CONFIG.n_layers) == []  # written as zeros
+    with_bias["transformer.h.2.attn.c_attn.bias"][4] = 0.5
+    assert NANOGPT.unrepresentable(with_bias, CONFIG.n_layers) == [
+        "transformer.h.2.attn.c_attn.bias"
+    ]
+
+
+def test_a_missing_required_tensor_is_named():
+    foreign = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=True)
+    del foreign["transformer.h.1.ln_2.weight"]
+    with pytest.raises(KeyError, match=r"transformer\.h\.1\.ln_2\.weight"):
+        NANOGPT.from_foreign(foreign, CONFIG)
