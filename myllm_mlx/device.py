@@ -42,8 +42,8 @@ def cache_freed_buffers() -> None:
     """Let MLX's CPU allocator keep freed buffers up to its memory limit (as Metal's does).
 
     The CPU build caches only 32 MB, so each step's large temporaries go back to malloc and
-    return as fresh pages that the kernel faults in and zeroes: a 100 MB temporary costs 115 ms
-    instead of 18 ms, and a training step pays it dozens of times."""
+    return as fresh pages that the kernel faults in and zeroes, several times slower than a cached
+    buffer (benchmarks/README.md), and a training step pays it dozens of times."""
     mx.set_cache_limit(mx.get_memory_limit())
 
 

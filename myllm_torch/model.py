@@ -68,10 +68,9 @@ def use_fused_attention(q: torch.Tensor, dropout_p: float) -> bool:
     MPS with dropout: its fused kernels accept dropout_p but do not apply it
     (pytorch/pytorch#184126 makes it an error instead), so the weights go through
     explicit_attention, as in the MLX twin. CPU, bfloat16 / float16 (autocast), when a backward
-    follows: SDPA's CPU backward at low precision is slow. fwd+bwd of [16, 6, 128, 64] on a
-    2-core Sapphire Rapids: SDPA 40.8 ms vs explicit 31.4 with dropout 0.1, 38.6 vs 13.6
-    without; forward alone SDPA stays faster (2.0 vs 4.0 ms). CPU float32 keeps SDPA: faster
-    without dropout (15.3 vs 20.4 ms), and its numbers are the reference run's.
+    follows: SDPA's CPU backward at low precision is slower than the explicit form (forward alone
+    SDPA stays faster). CPU float32 keeps SDPA: faster without dropout, and its numbers are the
+    reference run's. The timings: benchmarks/README.md, "Measurements behind choices in the code".
     """
     if q.device.type == "mps":
         return dropout_p == 0.0

@@ -26,7 +26,7 @@ def device_facts(device: torch.device) -> DeviceFacts:
 
 def resolve_precision(config: TrainConfig, device: torch.device) -> Precision:
     """`auto` dtype per device (myllm.backend.precision); `auto` compile = on for CUDA only:
-    measured slower than eager on this project's CPU (0.9x at float32) and not worth it on MPS."""
+    measured slower than eager on a CPU (benchmarks/README.md) and not worth it on MPS."""
     dtype = choose_dtype(config.dtype, device_facts(device))
     compile_choice = check_compile(config.compile)
     compile_on = compile_choice == "on" or (compile_choice == "auto" and device.type == "cuda")

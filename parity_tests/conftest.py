@@ -5,12 +5,7 @@
 import torch  # noqa: F401  # isort: skip
 import myllm_mlx  # noqa: F401  # isort: skip
 
-
 import pytest
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "parity: torch vs MLX numerical agreement")
 
 
 @pytest.fixture(scope="session")

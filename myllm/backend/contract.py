@@ -37,7 +37,7 @@ class Trainer(Protocol):
     """A model with its AdamW optimizer on one device (one rank of a data-parallel run).
 
     `compiled` says whether the training step runs compiled (MLX: mx.compile); the loop in
-    myllm/train/setup.py decides when each method is called.
+    myllm/train/loop.py decides when each method is called.
     """
 
     model: Any  # the framework's GPTModel; `model.config` is its ModelConfig

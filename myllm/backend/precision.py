@@ -19,10 +19,9 @@ from myllm.errors import UserError
 
 DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
 COMPILE_CHOICES = ("auto", "on", "off")
-LOW_DTYPES = ("bfloat16", "float16")
 
-# Measured on a 2-core Sapphire Rapids (avx512_bf16) with MLX 0.32 on Linux: MLX's CPU backend
-# has no fast low-precision GEMM, a 1024^2 bfloat16 matmul runs ~35x slower than float32.
+# MLX's CPU backend has no fast low-precision GEMM: the measured ratio of a bfloat16 to a float32
+# matmul, quoted in the warning (the machine and command: benchmarks/README.md).
 MLX_CPU_BF16_SLOWDOWN = 35
 
 

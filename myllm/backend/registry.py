@@ -31,10 +31,6 @@ def is_installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def installed_backends() -> list[str]:
-    return [name for name in PACKAGES if is_installed(name)]
-
-
 def check_backend_name(name: str) -> str:
     """`name` if it is a backend, else a UserError naming the choices."""
     if name not in PACKAGES:

@@ -1,6 +1,6 @@
 """The MLX GPT: canonical names, shapes, causality, init, KV cache, compiled step, BLAS loading.
 
-The CPU-fast GELU and softmax have their own tests: tests/test_mlx_cpu_math.py."""
+The CPU-fast GELU and softmax have their own tests: tests/backend/test_mlx_cpu_math.py."""
 
 from __future__ import annotations
 
