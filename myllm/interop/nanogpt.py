@@ -96,7 +96,7 @@ def checkpoint_from_nanogpt(payload: dict[str, Any], path: Path) -> Checkpoint:
         }
         state = {name: a for name, a in state.items() if not _is_mask_buffer(name, a)}
         _check_representable(state, config, path)
-        weights = NANOGPT.from_foreign(state, config)
+        weights = NANOGPT.from_foreign(state, config, str(path))
         validate_weights(weights, config, path)
         optimizer = _optimizer_from_nanogpt(payload.get("optimizer"), state, config, path)
         best = payload.get("best_val_loss")
@@ -179,8 +179,11 @@ def _optimizer_from_nanogpt(
         )
         return None
     by_name = {name: moments[index] for index, name in enumerate(order)}
-    exp_avg = NANOGPT.from_foreign({n: m["exp_avg"] for n, m in by_name.items()}, config)
-    exp_avg_sq = NANOGPT.from_foreign({n: m["exp_avg_sq"] for n, m in by_name.items()}, config)
+    source = f"{path} (optimizer state)"
+    exp_avg = NANOGPT.from_foreign({n: m["exp_avg"] for n, m in by_name.items()}, config, source)
+    exp_avg_sq = NANOGPT.from_foreign(
+        {n: m["exp_avg_sq"] for n, m in by_name.items()}, config, source
+    )
     return OptimizerState(int(float(moments[0]["step"])), exp_avg, exp_avg_sq)
 
 

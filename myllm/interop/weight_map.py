@@ -10,7 +10,11 @@ The foreign formats differ in a few regular ways, which an entry declares instea
 - stored transposed (Hugging Face GPT-2's Conv1D keeps [in, out], nn.Linear [out, in]);
 - optional: a model without biases has none of them, which is myllm with every bias zero;
 - foreign only (no myllm names): a bias myllm's layer has not, refused unless it is zero and
-  written as zeros, as long as the first axis of the entry's weight.
+  written as zeros, as long as the first axis of the entry's weight;
+- ignored (the table's `ignored`): foreign buffers that hold no weight (causal masks).
+
+Hugging Face's GPT-2 and llama.cpp's GGUF "gpt2" are this table with other names (and HF's
+Conv1D entries transposed); tests/interop/test_weight_map.py builds a GPT-2 one.
 
 Arrays are numpy: the framework that reads or writes the foreign file converts at its edge.
 """
@@ -24,6 +28,7 @@ import numpy as np
 
 from myllm.checkpoint.state import parameter_shapes
 from myllm.config.settings import ModelConfig
+from myllm.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,13 @@ def entry(foreign: str, *ours: str, transpose: bool = False, optional: bool = Fa
 @dataclass(frozen=True)
 class WeightMap:
     """The whole table, in the foreign program's parameter order: what comes before the blocks,
-    one block's entries (with `{layer}`), and what comes after them."""
+    one block's entries (with `{layer}`), and what comes after them. `ignored`: foreign names
+    (templates too) that hold no weight, such as causal-mask buffers."""
 
     before: tuple[Entry, ...]
     per_layer: tuple[Entry, ...]
     after: tuple[Entry, ...]
+    ignored: tuple[str, ...] = ()
 
     def entries(self, n_layers: int) -> Iterator[tuple[Entry, str, tuple[str, ...]]]:
         """(entry, foreign name, myllm names) for every tensor of an n_layers model, in order."""
@@ -81,19 +88,19 @@ class WeightMap:
                 rows = state[name.removesuffix(".bias") + ".weight"].shape[0]
                 state[name] = np.zeros(rows, np.float32)
                 continue
-            array = (
-                np.concatenate([weights[our] for our in ours])
-                if len(ours) > 1
-                else weights[ours[0]]
-            )
+            array = np.concatenate([weights[our] for our in ours])  # one name: a copy of it
             state[name] = np.ascontiguousarray(array.T if item.transpose else array, np.float32)
         return state
 
     def from_foreign(
-        self, state: dict[str, np.ndarray], config: ModelConfig
+        self, state: dict[str, np.ndarray], config: ModelConfig, source: str
     ) -> dict[str, np.ndarray]:
-        """The canonical weights held by a foreign state dict (a KeyError names what is missing);
-        an absent optional tensor is zero. Foreign-only tensors are checked by unrepresentable."""
+        """The canonical weights held by a foreign state dict; an absent optional tensor is zero.
+
+        A missing tensor, or one whose shape is not the config's, is one UserError line naming
+        it and `source`. Foreign-only tensors are checked by unrepresentable, unknown names by
+        unknown.
+        """
         shapes = parameter_shapes(config)
         weights: dict[str, np.ndarray] = {}
         for item, name, ours in self.entries(config.n_layers):
@@ -102,9 +109,20 @@ class WeightMap:
             if item.optional and name not in state:
                 weights.update({our: np.zeros(shapes[our], np.float32) for our in ours})
                 continue
-            array = state[name].T if item.transpose else state[name]
+            if name not in state:
+                raise UserError(f"{source} has no tensor {name!r}: it is not a model of this shape")
+            array = np.asarray(state[name], np.float32)
+            array = array.T if item.transpose else array
+            expected = (sum(shapes[our][0] for our in ours), *shapes[ours[0]][1:])
+            if array.shape != expected:
+                shape = list(array.T.shape if item.transpose else array.shape)
+                raise UserError(
+                    f"{source}: {name} has shape {shape}, but its config makes it "
+                    f"{list(expected[::-1] if item.transpose else expected)}: the weights do not "
+                    "belong to this config"
+                )
             weights.update(zip(ours, np.split(array, len(ours)), strict=True))
-        return {name: np.ascontiguousarray(array, np.float32) for name, array in weights.items()}
+        return {name: np.ascontiguousarray(array) for name, array in weights.items()}
 
     def unrepresentable(self, state: dict[str, np.ndarray], n_layers: int) -> list[str]:
         """The foreign-only tensors of `state` that are not zero: myllm cannot hold them."""
@@ -113,3 +131,10 @@ class WeightMap:
             for _, name, ours in self.entries(n_layers)
             if not ours and name in state and np.any(state[name] != 0)
         ]
+
+    def unknown(self, state: dict[str, np.ndarray], n_layers: int) -> list[str]:
+        """Foreign names the table neither maps nor ignores: parts of a model myllm has not."""
+        known = {name for _, name, _ in self.entries(n_layers)}
+        for name in self.ignored:
+            known |= {name.format(layer=layer) for layer in range(n_layers)}
+        return sorted(set(state) - known)

@@ -9,6 +9,7 @@ import pytest
 
 from myllm.checkpoint.state import parameter_shapes
 from myllm.config.settings import ModelConfig
+from myllm.errors import UserError
 from myllm.interop.nanogpt import NANOGPT
 from myllm.interop.weight_map import WeightMap, entry
 
@@ -52,7 +53,7 @@ def test_every_canonical_weight_goes_out_and_back_bit_exact(table, optional):
     weights = random_weights(biases=optional)
     foreign = table.to_foreign(weights, CONFIG.n_layers, optional)
     assert list(foreign) == table.foreign_names(CONFIG.n_layers, optional)  # the table's order
-    back = table.from_foreign(foreign, CONFIG)
+    back = table.from_foreign(foreign, CONFIG, "model")
     assert set(back) == set(weights)
     for name, array in weights.items():
         assert back[name].dtype == np.float32 and back[name].flags.c_contiguous
@@ -71,7 +72,7 @@ def test_transposed_and_stacked_entries_are_laid_out_as_the_foreign_program_read
 def test_nanogpt_without_biases_reads_as_zero_biases_and_its_qkv_bias_must_be_zero():
     foreign = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=False)
     assert not any(name.endswith(".bias") for name in foreign)
-    back = NANOGPT.from_foreign(foreign, CONFIG)
+    back = NANOGPT.from_foreign(foreign, CONFIG, "model")
     assert not np.any(back["blocks.0.attention.W_o.bias"]) and not np.any(back["ln_final.bias"])
     with_bias = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=True)
     assert with_bias["transformer.h.2.attn.c_attn.bias"].shape == (3 * CONFIG.d_model,)
@@ -82,8 +83,35 @@ def test_nanogpt_without_biases_reads_as_zero_biases_and_its_qkv_bias_must_be_ze
     ]
 
 
-def test_a_missing_required_tensor_is_named():
-    foreign = NANOGPT.to_foreign(random_weights(), CONFIG.n_layers, optional=True)
-    del foreign["transformer.h.1.ln_2.weight"]
-    with pytest.raises(KeyError, match=r"transformer\.h\.1\.ln_2\.weight"):
-        NANOGPT.from_foreign(foreign, CONFIG)
+@pytest.mark.parametrize("table", [NANOGPT, TRANSPOSED], ids=["nanogpt", "transposed"])
+@pytest.mark.parametrize("damage", ["missing", "rows", "columns", "rank", "scalar"])
+def test_a_missing_or_misshapen_tensor_is_one_line_naming_it(table, damage):
+    """Every tensor the table requires (stacked, transposed or plain), each way of damaging it."""
+    required = [
+        name for item, name, ours in table.entries(CONFIG.n_layers) if ours and not item.optional
+    ]
+    for name in required:
+        foreign = table.to_foreign(random_weights(), CONFIG.n_layers, optional=True)
+        array = foreign.pop(name)
+        changed = {
+            "missing": None,
+            "rows": array[:-1],
+            "columns": array[..., :-1],
+            "rank": array[None],
+            "scalar": np.float32(1.0),
+        }[damage]
+        if changed is not None:
+            foreign[name] = changed
+        with pytest.raises(UserError) as refused:
+            table.from_foreign(foreign, CONFIG, "ckpt.pt")
+        message = str(refused.value)
+        assert name in message and "ckpt.pt" in message and "\n" not in message, name
+
+
+def test_unknown_names_are_those_neither_mapped_nor_ignored():
+    table = WeightMap(NANOGPT.before, NANOGPT.per_layer, NANOGPT.after, ("h.{layer}.attn.mask",))
+    foreign = table.to_foreign(random_weights(), CONFIG.n_layers, optional=False)
+    foreign["h.2.attn.mask"] = np.ones((1, 1, 6, 6), np.float32)
+    assert table.unknown(foreign, CONFIG.n_layers) == []
+    foreign["h.0.attn.rotary"] = np.ones(3, np.float32)
+    assert table.unknown(foreign, CONFIG.n_layers) == ["h.0.attn.rotary"]
