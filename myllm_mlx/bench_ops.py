@@ -6,6 +6,7 @@ import mlx.core as mx
 
 from myllm.bench.machine import reset_process_peak_rss
 from myllm_mlx.blas import blas_in_use
+from myllm_mlx.generate import forward_with
 from myllm_mlx.precision import DTYPES, cast_parameters
 from myllm_mlx.trainer import Trainer
 
@@ -26,13 +27,7 @@ class BenchOps:
         """Logits of the model (MLX records no tape: a plain call is the no-grad forward).
 
         MLX has no autocast: at a low dtype, low-dtype copies of the weights are swapped in."""
-        if self.low_parameters is None:
-            return self.trainer.model(ids, cache)
-        masters = self.trainer.model.parameters()
-        self.trainer.model.update(self.low_parameters)
-        logits = self.trainer.model(ids, cache)
-        self.trainer.model.update(masters)
-        return logits
+        return forward_with(self.trainer.model, self.low_parameters, ids, cache)
 
     def force(self, values: list) -> None:
         mx.eval(values)
