@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,7 +131,9 @@ def load_pt(path: Path) -> Any:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found: pass the path of an existing file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below says what is wrong, in one line
+            warnings.simplefilter("ignore", UserWarning)  # e.g. a plain pickle's protocol
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         blocked = re.search(r"unsupported GLOBAL (\S+)", str(error))
         if blocked is None:

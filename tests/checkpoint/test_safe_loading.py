@@ -9,7 +9,7 @@ import pytest
 
 from myllm.checkpoint.io import read_checkpoint, write_checkpoint
 from myllm.errors import UserError
-from tests.helpers import constant_checkpoint
+from tests.helpers import ONE_THREAD_ENV, constant_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread is fastest
 
@@ -111,3 +111,47 @@ def test_damaged_pt_contents_are_refused_with_one_line(tmp_path, case):
     message = str(refused.value)
     assert refused.value.exit_code == 2
     assert str(damaged) in message and "corrupt" in message and "\n" not in message
+
+
+NOT_CHECKPOINTS = {
+    "empty": b"",
+    "pickle protocol 4 garbage": b"\x80\x04garbage",
+    "plain pickled dict": b"\x80\x02}q\x00.",
+    "zip header only": b"PK\x03\x04" + b"\x00" * 40,
+    "text": b"not a pickle",
+}
+
+
+@pytest.mark.parametrize("content", NOT_CHECKPOINTS.values(), ids=NOT_CHECKPOINTS.keys())
+def test_a_pt_file_that_is_no_checkpoint_is_one_line_and_no_warning(tmp_path, content):
+    """torch.load's own warnings (a plain pickle's protocol) would print above the error."""
+    import warnings
+
+    from myllm_torch.nanogpt import is_nanogpt_checkpoint
+
+    source = tmp_path / "model.pt"
+    source.write_bytes(content)
+    for read in (read_checkpoint, is_nanogpt_checkpoint):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(UserError) as refused:
+                read(source)
+        assert str(source) in str(refused.value) and "\n" not in str(refused.value)
+        assert [str(w.message) for w in caught] == []
+
+
+def test_convert_of_a_pt_file_that_is_no_checkpoint_prints_one_line(tmp_path):
+    """The real CLI once: exit 2, one stderr line, nothing written."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "model.pt"
+    source.write_bytes(NOT_CHECKPOINTS["pickle protocol 4 garbage"])
+    result = subprocess.run(
+        [sys.executable, "-m", "myllm", "convert", str(source), str(tmp_path / "out" / "x.pt")],
+        capture_output=True, text=True, env=ONE_THREAD_ENV,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(source) in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
