@@ -1,1 +1,1 @@
-"""Other tools' formats: nanoGPT's checkpoints and meta.pkl."""
+"""Other tools' formats: the name-table mechanism (weight_map), nanoGPT's ckpt.pt and meta.pkl."""

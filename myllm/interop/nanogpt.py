@@ -23,12 +23,18 @@ from myllm.checkpoint.validation import validate_weights
 from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.errors import UserError
 from myllm.interop.torch_adamw import adamw_param_group
-from myllm.interop.weight_map import WeightMap, entry
+from myllm.interop.weight_map import Entry, WeightMap, entry, weight_and_bias
 
 COMPILED_PREFIX = "_orig_mod."  # torch.compile's wrapper, kept in the keys of a compiled run
 NO_BEST_LOSS = 1e9  # nanoGPT's "no validation yet"
-BLOCK = "blocks.{layer}."
-THEIR_BLOCK = "transformer.h.{layer}."
+BLOCK, THEIR_BLOCK = "blocks.{layer}.", "transformer.h.{layer}."
+QKV = tuple(BLOCK + f"attention.{part}.weight" for part in ("W_q", "W_k", "W_v"))
+
+
+def layer(theirs: str, ours: str) -> tuple[Entry, Entry]:
+    """One nanoGPT layer of a block; its bias is absent from a bias=False model."""
+    return weight_and_bias(THEIR_BLOCK + theirs, BLOCK + ours, optional_bias=True)
+
 
 # In nanoGPT's model.named_parameters() order (lm_head is tied to wte: not a parameter of its own).
 NANOGPT = WeightMap(
@@ -37,26 +43,15 @@ NANOGPT = WeightMap(
         entry("transformer.wpe.weight", "position_embedding.weight"),
     ),
     per_layer=(
-        entry(THEIR_BLOCK + "ln_1.weight", BLOCK + "ln1.weight"),
-        entry(THEIR_BLOCK + "ln_1.bias", BLOCK + "ln1.bias", optional=True),
-        entry(
-            THEIR_BLOCK + "attn.c_attn.weight",
-            *(BLOCK + f"attention.{part}.weight" for part in ("W_q", "W_k", "W_v")),
-        ),
+        *layer("ln_1", "ln1"),
+        entry(THEIR_BLOCK + "attn.c_attn.weight", *QKV),  # q, k, v stacked on the output axis
         entry(THEIR_BLOCK + "attn.c_attn.bias", optional=True),  # myllm's q, k, v have none
-        entry(THEIR_BLOCK + "attn.c_proj.weight", BLOCK + "attention.W_o.weight"),
-        entry(THEIR_BLOCK + "attn.c_proj.bias", BLOCK + "attention.W_o.bias", optional=True),
-        entry(THEIR_BLOCK + "ln_2.weight", BLOCK + "ln2.weight"),
-        entry(THEIR_BLOCK + "ln_2.bias", BLOCK + "ln2.bias", optional=True),
-        entry(THEIR_BLOCK + "mlp.c_fc.weight", BLOCK + "feed_forward.linear1.weight"),
-        entry(THEIR_BLOCK + "mlp.c_fc.bias", BLOCK + "feed_forward.linear1.bias", optional=True),
-        entry(THEIR_BLOCK + "mlp.c_proj.weight", BLOCK + "feed_forward.linear2.weight"),
-        entry(THEIR_BLOCK + "mlp.c_proj.bias", BLOCK + "feed_forward.linear2.bias", optional=True),
+        *layer("attn.c_proj", "attention.W_o"),
+        *layer("ln_2", "ln2"),
+        *layer("mlp.c_fc", "feed_forward.linear1"),
+        *layer("mlp.c_proj", "feed_forward.linear2"),
     ),
-    after=(
-        entry("transformer.ln_f.weight", "ln_final.weight"),
-        entry("transformer.ln_f.bias", "ln_final.bias", optional=True),
-    ),
+    after=weight_and_bias("transformer.ln_f", "ln_final", optional_bias=True),
 )
 # nanoGPT train.py config key -> TrainConfig field (the rest has no myllm counterpart).
 CONFIG_NAMES = {

@@ -51,6 +51,17 @@ def entry(foreign: str, *ours: str, transpose: bool = False, optional: bool = Fa
     return Entry(foreign, ours, transpose, optional)
 
 
+def weight_and_bias(
+    foreign: str, ours: str, *, transpose: bool = False, optional_bias: bool = False
+) -> tuple[Entry, Entry]:
+    """A Linear or LayerNorm's two entries, `foreign`.weight/.bias holding `ours`.weight/.bias
+    (only the weight is ever transposed: a bias is one axis)."""
+    return (
+        Entry(f"{foreign}.weight", (f"{ours}.weight",), transpose),
+        Entry(f"{foreign}.bias", (f"{ours}.bias",), optional=optional_bias),
+    )
+
+
 @dataclass(frozen=True)
 class WeightMap:
     """The whole table, in the foreign program's parameter order: what comes before the blocks,

@@ -11,30 +11,25 @@ from myllm.checkpoint.state import parameter_shapes
 from myllm.config.settings import ModelConfig
 from myllm.errors import UserError
 from myllm.interop.nanogpt import NANOGPT
-from myllm.interop.weight_map import WeightMap, entry
+from myllm.interop.weight_map import WeightMap, entry, weight_and_bias
 
 CONFIG = ModelConfig(vocab_size=13, d_model=8, n_heads=2, n_layers=3, max_seq_len=6, d_ff=32)
 # A GPT-2-like table: Conv1D weights stored [in, out], q, k, v fused, every bias present.
 TRANSPOSED = WeightMap(
     before=(entry("wte", "token_embedding.weight"), entry("wpe", "position_embedding.weight")),
     per_layer=(
-        entry("h.{layer}.ln_1.w", "blocks.{layer}.ln1.weight"),
-        entry("h.{layer}.ln_1.b", "blocks.{layer}.ln1.bias"),
+        *weight_and_bias("h.{layer}.ln_1", "blocks.{layer}.ln1"),
         entry(
             "h.{layer}.qkv",
             *(f"blocks.{{layer}}.attention.{part}.weight" for part in ("W_q", "W_k", "W_v")),
             transpose=True,
         ),
-        entry("h.{layer}.o", "blocks.{layer}.attention.W_o.weight", transpose=True),
-        entry("h.{layer}.o.b", "blocks.{layer}.attention.W_o.bias"),
-        entry("h.{layer}.ln_2.w", "blocks.{layer}.ln2.weight"),
-        entry("h.{layer}.ln_2.b", "blocks.{layer}.ln2.bias"),
-        entry("h.{layer}.fc", "blocks.{layer}.feed_forward.linear1.weight", transpose=True),
-        entry("h.{layer}.fc.b", "blocks.{layer}.feed_forward.linear1.bias"),
-        entry("h.{layer}.proj", "blocks.{layer}.feed_forward.linear2.weight", transpose=True),
-        entry("h.{layer}.proj.b", "blocks.{layer}.feed_forward.linear2.bias"),
+        *weight_and_bias("h.{layer}.o", "blocks.{layer}.attention.W_o", transpose=True),
+        *weight_and_bias("h.{layer}.ln_2", "blocks.{layer}.ln2"),
+        *weight_and_bias("h.{layer}.fc", "blocks.{layer}.feed_forward.linear1", transpose=True),
+        *weight_and_bias("h.{layer}.proj", "blocks.{layer}.feed_forward.linear2", transpose=True),
     ),
-    after=(entry("ln_f.w", "ln_final.weight"), entry("ln_f.b", "ln_final.bias")),
+    after=weight_and_bias("ln_f", "ln_final"),
 )
 
 
@@ -66,7 +61,7 @@ def test_transposed_and_stacked_entries_are_laid_out_as_the_foreign_program_read
     block = "blocks.1.attention."
     assert foreign["h.1.qkv"].shape == (8, 24)  # [in, 3 * out]
     np.testing.assert_array_equal(foreign["h.1.qkv"][:, 8:16], weights[block + "W_k.weight"].T)
-    assert foreign["h.2.fc"].shape == (8, 32)
+    assert foreign["h.2.fc.weight"].shape == (8, 32) and foreign["h.2.fc.bias"].shape == (32,)
 
 
 def test_nanogpt_without_biases_reads_as_zero_biases_and_its_qkv_bias_must_be_zero():
