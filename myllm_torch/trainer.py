@@ -177,8 +177,7 @@ class Trainer:
         self.model.eval()
         total, count = torch.zeros((), device=self.device), 0
         for x, y in evaluation_shards(batches, self.rank, self.world_size):
-            with autocast(self.device, self.precision.dtype):
-                loss = loss_fn(self.model, self.to_device(x), self.to_device(y))
+            loss = self.loss(self.model, self.to_device(x), self.to_device(y))  # eager, no DDP
             total += loss.float() * len(x)
             count += len(x)
         if self.world_size > 1:
