@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from myllm.config.settings import DEVICE_HELP, DEVICE_NAMES  # noqa: F401  (DEVICE_HELP: shared)
 from myllm.errors import UserError
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
@@ -28,14 +29,9 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 err_console = Console(stderr=True)
-DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
 # The reference's underscore spellings: accepted (translated in main()), hidden from --help.
-UNDERSCORE_SPELLINGS = (
-    "--batch_size", "--block_size", "--checkpoint_dir", "--d_model", "--eval_interval",
-    "--eval_iters", "--gen_tokens", "--log_interval", "--max_new_tokens", "--max_steps",
-    "--n_heads", "--n_layers", "--num_samples", "--top_k", "--top_p", "--val_split",
-    "--warmup_steps", "--weight_decay",
-)  # fmt: skip
+# Those of train's settings are derived from the declarations (myllm/cli/train.py adds them).
+UNDERSCORE_SPELLINGS = {"--gen_tokens", "--max_new_tokens", "--num_samples", "--top_k", "--top_p"}
 
 
 def main() -> None:
@@ -62,7 +58,7 @@ def _choices(*names: str) -> dict[str, Any]:
 
 
 BACKENDS = _choices("torch", "mlx")
-DEVICES = _choices("auto", "cpu", "cuda", "mps", "gpu")
+DEVICES = _choices(*DEVICE_NAMES)
 
 
 def hyphenate_options(args: list[str]) -> list[str]:
@@ -110,15 +106,3 @@ def _main_options(
     ] = False,
 ) -> None:
     """One small GPT, trained and sampled natively in PyTorch and in Apple MLX."""
-
-
-def _default(field_name: str) -> str:
-    from myllm.config.settings import TrainConfig
-
-    return f"(default: {getattr(TrainConfig, field_name)})"
-
-
-def _model_default(field_name: str) -> str:
-    from myllm.config.settings import ModelConfig
-
-    return f"(default: {ModelConfig.__dataclass_fields__[field_name].default})"

@@ -1,188 +1,189 @@
-"""Train the GPT: `myllm train`."""
+"""Train the GPT: `myllm train`, its flags derived from the declared settings.
+
+Each TrainConfig and ModelConfig setting with a flag (myllm/config/settings.py) becomes one
+option here, with its help and default; the command's own options (the backend, --config,
+--preset, --resume...) are the only ones written out. A new setting is one field there.
+"""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, _default, _model_default, app
+from myllm.cli.app import BACKENDS, UNDERSCORE_SPELLINGS, _choices, app
+from myllm.config.schema import Setting, base_type, check_value, declared, flag_of
+from myllm.config.settings import DERIVED_MODEL_FIELDS, ModelConfig, ModelSettings, TrainConfig
 
-# --- train ---
+if TYPE_CHECKING:
+    from myllm.train.resume import Resume
+
+PRESET_HELP = (
+    "model shape, block and batch size: reference, medium, large, gpt2-small "
+    "(flags override it; sizes in README)"
+)
+COMMAND_OPTIONS = {  # name -> (annotation, default): the options that are not settings
+    "backend": (Annotated[str | None, typer.Option(help="(default: torch)", **BACKENDS)], None),
+    "config": (
+        Annotated[
+            Path | None,
+            typer.Option(help="a .toml or .json file of settings; flags given override it"),
+        ],
+        None,
+    ),
+    "print_config": (
+        Annotated[
+            bool,
+            typer.Option(
+                "--print-config", help="print the resolved settings as a config file, exit"
+            ),
+        ],
+        False,
+    ),
+    "preset": (Annotated[str | None, typer.Option(help=PRESET_HELP)], None),
+    "resume": (
+        Annotated[
+            Path | None,
+            typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)"),
+        ],
+        None,
+    ),
+    "overwrite": (
+        Annotated[
+            bool,
+            typer.Option(help="replace the run already in --checkpoint-dir (else it is refused)"),
+        ],
+        False,
+    ),
+}
 
 
-@app.command()
-def train(
-    backend: Annotated[str | None, typer.Option(help="(default: torch)", **BACKENDS)] = None,
-    data: Annotated[str | None, typer.Option(help=f"UTF-8 text file {_default('data')}")] = None,
-    checkpoint_dir: Annotated[
-        str | None,
-        typer.Option("--checkpoint-dir", help=_default("checkpoint_dir")),
-    ] = None,
-    epochs: Annotated[
-        int | None, typer.Option(help=f"passes over the text {_default('epochs')}")
-    ] = None,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="stop after N steps")] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help=_default("batch_size"))
-    ] = None,
-    block_size: Annotated[
-        int | None, typer.Option("--block-size", help=_default("block_size"))
-    ] = None,
-    d_model: Annotated[
-        int | None, typer.Option("--d-model", help=_model_default("d_model"))
-    ] = None,
-    n_heads: Annotated[
-        int | None, typer.Option("--n-heads", help=_model_default("n_heads"))
-    ] = None,
-    n_layers: Annotated[
-        int | None, typer.Option("--n-layers", help=_model_default("n_layers"))
-    ] = None,
-    dropout: Annotated[float | None, typer.Option(help=_model_default("dropout"))] = None,
-    lr: Annotated[float | None, typer.Option(help=_default("lr"))] = None,
-    val_split: Annotated[
-        float | None, typer.Option("--val-split", help=_default("val_split"))
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help=_default("seed"))] = None,
-    eval_interval: Annotated[
-        int | None,
-        typer.Option("--eval-interval", help="validate every N steps"),
-    ] = None,
-    eval_iters: Annotated[
-        int | None,
-        typer.Option("--eval-iters", help="validation batches (default: all)"),
-    ] = None,
-    log_interval: Annotated[
-        int | None, typer.Option("--log-interval", help=_default("log_interval"))
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option(help=f"{DEVICE_HELP} (default: auto)", **DEVICES)
-    ] = None,
-    warmup_steps: Annotated[
-        int | None, typer.Option("--warmup-steps", help=_default("warmup_steps"))
-    ] = None,
-    beta2: Annotated[float | None, typer.Option(help=_default("beta2"))] = None,
-    weight_decay: Annotated[
-        float | None,
-        typer.Option("--weight-decay", help=_default("weight_decay")),
-    ] = None,
-    resume: Annotated[
-        Path | None, typer.Option(help="continue exactly from a checkpoint (.pt or .safetensors)")
-    ] = None,
-    tf32: Annotated[
-        bool | None,
-        typer.Option(
-            "--tf32/--no-tf32",
-            envvar="MYLLM_TF32",
-            help="float32 matmuls in TF32 on GPUs that have it (default: off, float32)",
-        ),
-    ] = None,
-    overwrite: Annotated[
-        bool,
-        typer.Option(help="replace the run already in --checkpoint-dir (else it is refused)"),
-    ] = False,
-    save_interval: Annotated[
-        int | None,
-        typer.Option("--save-interval", help="save checkpoint_last every N steps"),
-    ] = None,
-    save_minutes: Annotated[
-        float | None,
-        typer.Option(
-            "--save-minutes",
-            help=f"save checkpoint_last every M minutes, 0 = off {_default('save_minutes')}",
-        ),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(help="a .toml or .json file of settings; flags given override it"),
-    ] = None,
-    print_config: Annotated[
-        bool,
-        typer.Option("--print-config", help="print the resolved settings as a config file, exit"),
-    ] = False,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(help="char, or byte: any file, losses in bits per byte (default: char)"),
-    ] = None,
-    cache_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--cache-dir",
-            help="token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)",
-        ),
-    ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(
-            help="model shape, block and batch size: reference, medium, large, gpt2-small "
-            "(flags override it; sizes in README)"
-        ),
-    ] = None,
-    dtype: Annotated[
-        str | None,
-        typer.Option(
-            help="compute dtype: auto (bfloat16 on CUDA / Apple GPUs, float32 on CPUs), "
-            "float32, bfloat16, float16; weights stay float32 (default: auto, or the resumed run's)"
-        ),
-    ] = None,
-    compile: Annotated[
-        str | None, typer.Option(help="compile the step: auto (torch: on for CUDA), on, off")
-    ] = None,
-    grad_accum_steps: Annotated[
-        int | None,
-        typer.Option(
-            "--grad-accum-steps",
-            "--grad_accum_steps",
-            help="split each batch into N micro-batches, one optimizer step (default: 1)",
-        ),
-    ] = None,
-) -> None:
+def flag_settings() -> dict[str, dict[str, tuple[Any, Setting, Any]]]:
+    """'train' and 'model' -> the settings of each config that have a flag, by field name."""
+    model = declared(ModelConfig)
+    return {
+        "train": {n: d for n, d in declared(TrainConfig).items() if flag_of(n, d[1])},
+        "model": {
+            n: d for n, d in model.items() if flag_of(n, d[1]) and n not in DERIVED_MODEL_FIELDS
+        },
+    }
+
+
+def setting_option(name: str, annotation: Any, spec: Setting, default: Any) -> Any:
+    """The typer option of one setting: its flag, help with the default, choices shown."""
+    extra = _choices(*(spec.choices or spec.shown)) if spec.choices or spec.shown else {}
+    option = typer.Option(
+        spec.flag or flag_of(name, spec),
+        help=spec.help + default_text(spec, default),
+        envvar=spec.envvar,
+        show_default=False,
+        **extra,
+    )
+    return Annotated[base_type(annotation) | None, option]
+
+
+def default_text(spec: Setting, default: Any) -> str:
+    """' (default: 64)'; nothing for a "not set" default that the help already explains."""
+    if default is None or "(default" in spec.help:
+        return ""
+    shown = ("on" if default else "off") if isinstance(default, bool) else default
+    return f" (default: {shown})"
+
+
+def train_parameters() -> list[inspect.Parameter]:
+    """The command's signature: the backend, every setting's option, then the command's own."""
+    options = {"backend": COMMAND_OPTIONS["backend"]}
+    for settings in flag_settings().values():
+        for name, (annotation, spec, default) in settings.items():
+            options[name] = (setting_option(name, annotation, spec, default), None)
+    options |= {name: option for name, option in COMMAND_OPTIONS.items() if name != "backend"}
+    return [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint, default=default)
+        for name, (hint, default) in options.items()
+    ]
+
+
+def underscore_spellings() -> tuple[str, ...]:
+    """The reference's spellings of the settings' flags (--batch_size), accepted but hidden."""
+    flags = [flag_of(n, d[1]) for group in flag_settings().values() for n, d in group.items()]
+    return tuple(flag.replace("-", "_").replace("__", "--", 1) for flag in flags if "-" in flag[2:])
+
+
+def train(**options: Any) -> None:
     """Train the GPT on a text file, with checkpoints, validation, metrics.jsonl and samples."""
-    from myllm.backend.registry import check_backend_name
-    from myllm.config.files import load_config_file, render, resolved_settings
-    from myllm.config.settings import ModelSettings, TrainConfig
-    from myllm.train.resume import read_resume
+    from myllm.config.files import render, resolved_settings
     from myllm.train.setup import run_training
 
-    given = {
-        "data": data, "checkpoint_dir": checkpoint_dir, "epochs": epochs, "max_steps": max_steps,
-        "batch_size": batch_size, "block_size": block_size, "lr": lr, "val_split": val_split,
-        "seed": seed, "eval_interval": eval_interval, "eval_iters": eval_iters,
-        "log_interval": log_interval, "device": device, "warmup_steps": warmup_steps,
-        "beta2": beta2, "weight_decay": weight_decay, "tf32": tf32,
-        "save_interval": save_interval, "save_minutes": save_minutes, "tokenizer": tokenizer,
-        "cache_dir": cache_dir, "dtype": dtype, "compile": compile,
-        "grad_accum_steps": grad_accum_steps,
-    }  # fmt: skip
-    given = {name: value for name, value in given.items() if value is not None}
-    model_given = {"d_model": d_model, "n_heads": n_heads, "n_layers": n_layers,
-                   "dropout": dropout}  # fmt: skip
-    model_given = {name: value for name, value in model_given.items() if value is not None}
-    file_format = "toml"
-    if config is not None:
-        from_file = load_config_file(config)
-        given = {**from_file.train, **given}
-        model_given = {**from_file.model, **model_given}
-        backend = backend or from_file.run.get("backend")
+    request = resolve_request(options)
+    if options["print_config"]:
+        settings = resolved_settings(request.backend, request.train_config, request.model_given)
+        sys.stdout.write(render(settings, request.file_format))
+        return
+    result = run_training(
+        request.backend,
+        request.train_config,
+        request.model_settings,
+        request.resume_point,
+        overwrite=options["overwrite"],
+    )
+    raise typer.Exit(result.exit_code)
+
+
+@dataclass
+class TrainRequest:
+    """A `myllm train` call resolved: what to train, from where, and how to print it."""
+
+    backend: str
+    train_config: TrainConfig
+    model_given: dict[str, Any]  # the model settings of the run (a resumed run: its own)
+    resume_point: Resume | None
+    file_format: str
+
+    @property
+    def model_settings(self) -> Any:
+        """A resumed run's model is its checkpoint's: nothing is given anew to compare."""
+        return ModelSettings() if self.resume_point else ModelSettings(**self.model_given)
+
+
+def resolve_request(options: dict[str, Any]) -> TrainRequest:
+    """Flags over the config file over the preset; a resumed checkpoint's config beneath all."""
+    from myllm.backend.registry import check_backend_name
+    from myllm.config.files import load_config_file
+    from myllm.train.resume import check_model_given, read_resume
+
+    groups = flag_settings()
+    given = {n: options[n] for n in groups["train"] if options[n] is not None}
+    model_given = {n: options[n] for n in groups["model"] if options[n] is not None}
+    backend, file_format = options["backend"], "toml"
+    if options["config"] is not None:
+        from_file = load_config_file(options["config"])
+        given, model_given = {**from_file.train, **given}, {**from_file.model, **model_given}
+        backend = from_file.run.get("backend") if backend is None else backend
         file_format = from_file.format
-    if preset is not None:
+    if options["preset"] is not None:
         from myllm.config.presets import get_preset
 
-        chosen = get_preset(preset)
+        chosen = get_preset(options["preset"])
         model_given = {**chosen.model_settings(), **model_given}
         given = {"block_size": chosen.block_size, "batch_size": chosen.batch_size, **given}
-    model_settings = ModelSettings(**model_given)
-    if resume is None:
-        train_config, resume_point = TrainConfig(**given), None
-    else:
-        resume_point, train_config = read_resume(resume, given)
-    backend = check_backend_name(backend or "torch")
-    if print_config:
-        sys.stdout.write(
-            render(resolved_settings(backend, train_config, model_settings.given()), file_format)
-        )
-        return
-    result = run_training(backend, train_config, model_settings, resume_point, overwrite=overwrite)
-    raise typer.Exit(result.exit_code)
+    backend = check_backend_name("torch" if backend is None else backend)
+    model_settings = declared(ModelConfig)
+    for name, value in model_given.items():  # each on its own; together when the model is built
+        check_value(name, *model_settings[name][:2], value)
+    if options["resume"] is None:
+        train_config = TrainConfig(**given)
+        return TrainRequest(backend, train_config, model_given, None, file_format)
+    resume_point, train_config = read_resume(options["resume"], given)
+    stored_model = resume_point.checkpoint.model_config
+    check_model_given(stored_model, model_given)
+    own = {name: getattr(stored_model, name) for name in ModelSettings().__dict__}
+    return TrainRequest(backend, train_config, own, resume_point, file_format)
+
+
+train.__signature__ = inspect.Signature(train_parameters())  # type: ignore[attr-defined]
+app.command()(train)
+UNDERSCORE_SPELLINGS.update(underscore_spellings())

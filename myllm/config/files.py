@@ -13,33 +13,26 @@ import dataclasses
 import json
 import math
 import sys
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
-from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.config.schema import Setting, base_type, declared, problem
+from myllm.config.settings import DERIVED_MODEL_FIELDS, ModelConfig, TrainConfig
 from myllm.errors import UserError
 
 FORMATS = {".toml": "toml", ".json": "json"}
-DERIVED_MODEL_FIELDS = {"vocab_size", "max_seq_len"}  # from the text and from block_size
-NOT_SETTABLE = {"extra"}
-RUN_KEYS = {"backend": str}  # settings of the command, not of a config dataclass
+BACKEND_KEY = "backend"  # a setting of the command, not of a config dataclass
 
 
-def settable_fields() -> tuple[dict[str, Any], dict[str, Any]]:
-    """(TrainConfig field -> type, ModelConfig field -> type) that a config file may set."""
-    train_hints = typing.get_type_hints(TrainConfig)
-    model_hints = typing.get_type_hints(ModelConfig)
-    train = {
-        f.name: train_hints[f.name]
-        for f in dataclasses.fields(TrainConfig)
-        if f.name not in NOT_SETTABLE
-    }
+def settable_fields() -> tuple[dict[str, tuple[Any, Setting]], dict[str, tuple[Any, Setting]]]:
+    """(TrainConfig, ModelConfig) field -> (annotation, Setting) that a config file may set.
+
+    A model key may also be null ("not set": the default, e.g. d_ff's 4 * d_model)."""
+    train = {name: (hint, spec) for name, (hint, spec, _) in declared(TrainConfig).items()}
     model = {
-        f.name: model_hints[f.name]
-        for f in dataclasses.fields(ModelConfig)
-        if f.name not in DERIVED_MODEL_FIELDS
+        name: (hint | None, spec)
+        for name, (hint, spec, _) in declared(ModelConfig).items()
+        if name not in DERIVED_MODEL_FIELDS
     }
     return train, model
 
@@ -92,28 +85,35 @@ def run_record_settings(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def split_settings(values: dict[str, Any], path: Path, fmt: str) -> FileSettings:
+    """Check each key against its declaration (type and range) and split them by config."""
     train_types, model_types = settable_fields()
-    known = train_types | model_types | RUN_KEYS
-    unknown = sorted(set(values) - set(known))
+    known = train_types | model_types
+    unknown = sorted(set(values) - set(known) - {BACKEND_KEY})
     if unknown:
         raise UserError(
             f"config file {path} has unknown key(s) {', '.join(unknown)}: "
-            f"known keys are {', '.join(known)}"
+            f"known keys are {', '.join([BACKEND_KEY, *known])}"
         )
-    for name, value in values.items():
-        if not _matches(value, known[name]):
-            raise UserError(
-                f"config file {path}: {name} = {value!r} is not a {_type_name(known[name])}"
-            )
+    if BACKEND_KEY in values and not isinstance(values[BACKEND_KEY], str):
+        raise UserError(f"config file {path}: backend = {values[BACKEND_KEY]!r} is not a str")
+    for name, (annotation, spec) in known.items():
+        reason = problem(annotation, spec, values.get(name)) if name in values else None
+        if reason is not None:
+            raise UserError(f"config file {path}: {name} {reason}: fix it in the file")
     values = {
-        name: float(value) if known[name] is float else value for name, value in values.items()
+        name: float(value) if isinstance(value, int) and _is_float(known.get(name)) else value
+        for name, value in values.items()
     }
     return FileSettings(
         train={k: v for k, v in values.items() if k in train_types},
-        model={k: v for k, v in values.items() if k in model_types},
-        run={k: v for k, v in values.items() if k in RUN_KEYS},
+        model={k: v for k, v in values.items() if k in model_types and v is not None},
+        run={k: v for k, v in values.items() if k == BACKEND_KEY},
         format=fmt,
     )
+
+
+def _is_float(entry: tuple[Any, Setting] | None) -> bool:
+    return entry is not None and base_type(entry[0]) is float
 
 
 BENCH_KEYS = ("d_model", "n_layers", "n_heads", "block_size", "batch_size")
@@ -137,9 +137,13 @@ def resolved_settings(
 ) -> dict[str, Any]:
     """Every settable value of a run, defaults filled in, in field order."""
     train_types, model_types = settable_fields()
-    defaults = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name in model_types}
+    defaults = {
+        name: default
+        for name, (_, _, default) in declared(ModelConfig).items()
+        if name in model_types
+    }
     train = {name: getattr(train_config, name) for name in train_types}
-    return {"backend": backend, **train, **defaults, **model_settings}
+    return {BACKEND_KEY: backend, **train, **defaults, **model_settings}
 
 
 def render(settings: dict[str, Any], fmt: str) -> str:
@@ -185,22 +189,3 @@ def parse_toml(text: str) -> dict[str, Any]:
     else:  # Python 3.10: the tomli backport (a dependency only there)
         import tomli as tomllib
     return tomllib.loads(text)
-
-
-def _matches(value: Any, annotation: Any) -> bool:
-    """Does `value` (from TOML or JSON) fit the field's annotation (int, float, str, X | None)?"""
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return any(_matches(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, annotation)
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return " or ".join(_type_name(arg) for arg in typing.get_args(annotation))
-    return "null" if annotation is type(None) else annotation.__name__
