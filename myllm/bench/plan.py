@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 
 from myllm.backend.precision import check_compile, check_dtype
-from myllm.config.settings import ModelConfig, TrainConfig, model_defaults
+from myllm.config.commands import TOKENS_LIMIT
+from myllm.config.schema import check_fields, check_value, declared, setting
+from myllm.config.settings import STEPS_LIMIT, ModelConfig, TrainConfig, model_defaults
 from myllm.data.sampler import BatchSampler
 from myllm.errors import UserError
 
@@ -18,6 +20,7 @@ BATCHED_SAMPLES = 8
 PROMPT_IDS = [0]  # generation starts from a 1-token prompt
 MATMUL_SIZE = 2048  # square matmul for the measured peak, in the dtype in use
 SWEEP_SQUARES = (512, 1024)  # smaller squares of the peak's sweep (those below matmul_size)
+REPEATS_LIMIT = 1000  # medians of more repeats than this say nothing new
 
 
 @dataclass(frozen=True)
@@ -58,13 +61,14 @@ class BenchSettings:
     n_heads: int | None = None
     block_size: int | None = None
     batch_size: int | None = None
-    steps: int | None = None
-    warmup: int | None = None
-    repeats: int | None = None
-    gen_tokens: int = 128
+    steps: int | None = setting(None, "timed steps per repeat", low=1, high=STEPS_LIMIT)
+    warmup: int | None = setting(None, "untimed steps first", low=0, high=STEPS_LIMIT)
+    repeats: int | None = setting(None, "timed repeats", low=1, high=REPEATS_LIMIT)
+    gen_tokens: int = setting(128, "tokens per generation", low=1, high=TOKENS_LIMIT)
     device: str = "auto"
     seed: int = TrainConfig.seed
-    matmul_size: int = MATMUL_SIZE  # not a CLI flag: the tests use a small one to stay fast
+    # Not a CLI flag: the tests use a small one to stay fast.
+    matmul_size: int = setting(MATMUL_SIZE, "matmul peak's square", low=1, high=2**16, flag="")
     dtype: str = "auto"  # one value of `myllm bench --dtype` (run_matrix interleaves them)
     compile: str = "auto"  # one value of `myllm bench --compile`
 
@@ -123,11 +127,9 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         value = getattr(settings, name)
         return getattr(preset, name) if value is None else value
 
-    for name in ("steps", "repeats", "gen_tokens"):
-        _require_count(name, chosen(name), minimum=1)
-    _require_count("warmup", chosen("warmup"), minimum=0)
-    _require_count("batch_size", chosen("batch_size"), minimum=1)
-    _require_count("matmul_size", settings.matmul_size, minimum=1)
+    check_fields(settings)  # the bench's own counts; the shape by the training declarations
+    batch_size = declared(TrainConfig)["batch_size"]
+    check_value("batch_size", batch_size[0], batch_size[1], chosen("batch_size"))
     model_config = ModelConfig(
         vocab_size=VOCAB_SIZE,
         d_model=chosen("d_model"),
@@ -149,12 +151,6 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         dtype=check_dtype(settings.dtype),
         compile=check_compile(settings.compile),
     )
-
-
-def _require_count(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or value < minimum:
-        flag = "--" + name.replace("_", "-")
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}: fix {flag}")
 
 
 def make_batches(plan: BenchPlan) -> list[tuple[np.ndarray, np.ndarray]]:

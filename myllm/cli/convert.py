@@ -118,6 +118,8 @@ def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
 
     if destination.suffix != ".pt":
         raise UserError(f"nanoGPT reads a .pt file, not {destination}: name DST e.g. out/ckpt.pt")
+    if not dataset.strip():
+        raise UserError("--dataset is empty: name nanoGPT's data folder, e.g. --dataset myllm")
     checkpoint = read_checkpoint(source)
     tokenizer = CharTokenizer.load(source.parent / "tokenizer.json")
     check_tokenizer_matches(tokenizer, checkpoint.model_config, source)

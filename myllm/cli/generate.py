@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, _choices, app
+from myllm.config.commands import EvalOptions, GenerateOptions
 
 # --- generate ---
 
@@ -29,10 +30,10 @@ def generate(
     prompt: Annotated[str, typer.Option(help="text to continue")] = "",
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", help="characters to generate")
-    ] = 500,
-    temperature: Annotated[float, typer.Option(help="0 = greedy")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="0 = off")] = 0,
-    top_p: Annotated[float, typer.Option("--top-p", help="1 = off")] = 1.0,
+    ] = GenerateOptions.max_new_tokens,
+    temperature: Annotated[float, typer.Option(help="0 = greedy")] = GenerateOptions.temperature,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 = off")] = GenerateOptions.top_k,
+    top_p: Annotated[float, typer.Option("--top-p", help="1 = off")] = GenerateOptions.top_p,
     seed: Annotated[int | None, typer.Option(help="seed for reproducible sampling")] = None,
     num_samples: Annotated[
         int, typer.Option("--num-samples", min=1, help="continuations, generated as one batch")
@@ -55,14 +56,13 @@ def generate(
     from myllm.backend.precision import check_dtype
     from myllm.backend.registry import load_backend, native_backend
     from myllm.checkpoint.io import read_checkpoint
-    from myllm.config.settings import check_seed
     from myllm.data.tokenizers import load_tokenizer
     from myllm.generate.repl import GenerationRequest, generate_text, run_repl
     from myllm.generate.sampling import SamplingSettings
     from myllm.train.resume import check_tokenizer_matches
 
+    GenerateOptions(max_new_tokens, temperature, top_k, top_p, seed, num_samples)
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
-    check_seed(seed)
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
@@ -117,6 +117,7 @@ def eval_command(
 
     from myllm.train.evaluation import evaluate_checkpoint
 
+    EvalOptions(eval_iters)
     result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
     if json_output:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")

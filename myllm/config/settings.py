@@ -7,8 +7,8 @@ derived from these declarations, so a new setting is one field here.
 
 The maxima are sanity bounds, not tuning advice: a count must fit what can ever run (a billion
 optimizer steps is over 1,000 GPT-2-sized runs of 600k steps, and 12 days at an impossible 1 ms a
-step), and a size must fit the memory check that follows (2**20 rows or widths already need
-terabytes); a value past them is a typo or a hostile input, refused before anything starts.
+step), and a size must fit an int32 index (the memory check that follows refuses what the
+machine cannot hold); a value past them is a typo or a hostile input, refused before anything.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ TRAINING_SAMPLE = SamplingSettings(temperature=0.8, max_new_tokens=200)
 STEPS_LIMIT = 10**9  # steps, intervals, warm-up: see the module docstring
 EPOCHS_LIMIT = 10**6
 BATCHES_LIMIT = 10**6  # validation batches per evaluation
-SIZE_LIMIT = 2**20  # batch rows, block and model widths
+SIZE_LIMIT = 2**31  # batch rows, block and model widths: int32 indices; memory decides below
 DEPTH_LIMIT = 2**16  # layers and heads
 SEED_LIMIT = 2**63  # numpy, torch and MLX all take seeds in [0, 2**63)
 DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
+CROSS_CHECKED = ("grad_accum_steps", "warmup_steps")  # checked against batch_size, max_steps
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps", "gpu")
 
 
@@ -141,6 +142,12 @@ class TrainConfig:
                 f"grad_accum_steps {self.grad_accum_steps} is above batch_size "
                 f"{self.batch_size} (each micro-batch needs a row): lower --grad-accum-steps"
             )
+        if self.max_steps is not None and self.warmup_steps > self.max_steps:
+            raise UserError(
+                f"warmup_steps {self.warmup_steps} is longer than the run (max_steps "
+                f"{self.max_steps}): the learning rate would never reach --lr; lower "
+                "--warmup-steps"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,8 +166,8 @@ class TrainConfig:
         kept = {k: v for k, v in values.items() if k in fields and _fits(cls, k, v)}
         try:
             return cls(**kept)
-        except UserError:  # a cross-field rule: the stored batch settings together
-            return cls(**{k: v for k, v in kept.items() if k != "grad_accum_steps"})
+        except UserError:  # a cross-field rule: drop the dependent settings, keep the rest
+            return cls(**{k: v for k, v in kept.items() if k not in CROSS_CHECKED})
 
 
 def _fits(cls: type, name: str, value: Any) -> bool:
@@ -200,12 +207,6 @@ def model_defaults() -> dict[str, Any]:
 # Settings that belong to the machine a run is on, not to the run: a resumed run does not carry
 # them over (a checkpoint saved with --device gpu on a Mac resumes on a CUDA box or a CPU).
 MACHINE_SETTINGS = ("device",)
-
-
-def check_seed(seed: int | None) -> None:
-    """A seed every backend accepts: an integer in [0, 2**63), else a UserError naming --seed."""
-    if seed is not None and not (isinstance(seed, int) and 0 <= seed < SEED_LIMIT):
-        raise UserError(f"--seed {seed} is outside [0, 2**63): use e.g. --seed 1337")
 
 
 def _divisor_hint(number: int) -> str:

@@ -87,7 +87,7 @@ def evaluate_checkpoint(
     overrides = {"device": device, "block_size": model_config.max_seq_len, "eval_iters": eval_iters}
     if data is not None:
         overrides["data"] = data
-    config = TrainConfig.from_dict({**stored, **overrides})
+    config = TrainConfig.from_dict({**TrainConfig.from_record(stored).to_dict(), **overrides})
     tokenizer = CharTokenizer.load(checkpoint_path.parent / "tokenizer.json")
     if tokenizer.vocab_size != model_config.vocab_size:
         raise UserError(
