@@ -153,7 +153,7 @@ def resolve_request(options: dict[str, Any]) -> TrainRequest:
     """Flags over the config file over the preset; a resumed checkpoint's config beneath all."""
     from myllm.backend.registry import check_backend_name
     from myllm.config.files import load_config_file
-    from myllm.train.resume import check_model_given, read_resume
+    from myllm.train.resume import check_model_given, check_steps_left, read_resume
 
     groups = flag_settings()
     given = {n: options[n] for n in groups["train"] if options[n] is not None}
@@ -180,6 +180,8 @@ def resolve_request(options: dict[str, Any]) -> TrainRequest:
     resume_point, train_config = read_resume(options["resume"], given)
     stored_model = resume_point.checkpoint.model_config
     check_model_given(stored_model, model_given)
+    if not options["print_config"]:  # printing a finished run's settings is no training
+        check_steps_left(train_config, resume_point.checkpoint.training.step, options["resume"])
     own = {name: getattr(stored_model, name) for name in ModelSettings().__dict__}
     return TrainRequest(backend, train_config, own, resume_point, file_format)
 

@@ -35,7 +35,6 @@ def read_resume(path: Path, given: dict[str, Any]) -> tuple[Resume, TrainConfig]
     checkpoint = read_checkpoint(path)
     given = {"checkpoint_dir": str(path.parent), **given}
     config = resumed_train_config(checkpoint.train_config or {}, given, path)
-    check_steps_left(config, checkpoint.training.step, path)
     return Resume(path, checkpoint), config
 
 
@@ -61,8 +60,8 @@ def check_steps_left(config: TrainConfig, step: int, path: Path) -> None:
     anything is read or written (no bar, no sample, no file)."""
     if config.max_steps is not None and config.max_steps <= step:
         raise UserError(
-            f"--max-steps {config.max_steps} leaves nothing to train: checkpoint {path} is at "
-            f"step {step}; give --max-steps above {step} to continue it"
+            f"nothing to train: checkpoint {path} is at step {step} and max_steps is "
+            f"{config.max_steps}; give --max-steps above {step} to continue it"
         )
 
 
