@@ -197,3 +197,23 @@ def test_print_config_round_trips(tmp_path, monkeypatch, capsys):
         main()
     assert capsys.readouterr().out == printed
     assert "# d_ff = (not set)" in printed
+
+
+OLD_STORED = {"grad_clip": -1.0, "warmup_steps": 500, "max_steps": 30, "batch_size": 8,
+              "grad_accum_steps": 16, "lr": 1e-3, "seed": 5}  # fmt: skip
+
+
+def test_an_old_checkpoints_looser_stored_config_still_reads_for_eval():
+    from myllm.config.settings import TrainConfig
+
+    config = TrainConfig.from_record(OLD_STORED)
+    assert (config.lr, config.seed, config.batch_size) == (1e-3, 5, 8)  # what eval relies on
+    assert config.grad_clip == TrainConfig.grad_clip
+
+
+def test_resuming_an_old_stored_value_is_refused_naming_the_checkpoint(tmp_path):
+    from myllm.errors import UserError
+    from myllm.train.resume import resumed_train_config
+
+    with pytest.raises(UserError, match=r"stored in checkpoint .*grad_clip"):
+        resumed_train_config(OLD_STORED, {"max_steps": 600}, tmp_path / "old.pt")
