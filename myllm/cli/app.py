@@ -35,14 +35,43 @@ UNDERSCORE_SPELLINGS = {"--gen_tokens", "--max_new_tokens", "--num_samples", "--
 
 
 def main() -> None:
-    """Entry point: a UserError becomes one line on stderr and its exit code, never a traceback."""
+    """Entry point: a UserError, or a flag typer cannot parse (`--epochs 1.5`, an unknown option),
+    becomes one line on stderr and its exit code (2 for bad input), never a traceback or a box."""
+    args = hyphenate_options(sys.argv[1:])
+    errors = _click_exceptions()
     try:
-        app(args=hyphenate_options(sys.argv[1:]), prog_name="myllm")
-    except UserError as error:
-        err_console.print(
-            f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True
-        )
+        code = app(args=args, prog_name="myllm", standalone_mode=False)
+    except errors.NoArgsIsHelpError:
+        app(args=args, prog_name="myllm")  # typer prints the help itself and exits 2
+        raise
+    except errors.ClickException as error:
+        context = getattr(error, "ctx", None)
+        hint = f" ({context.command_path} -h lists the options)" if context else ""
+        _print_error(" ".join(error.format_message().split()) + hint)
         sys.exit(error.exit_code)
+    except typer.Abort:
+        err_console.print("Aborted!", highlight=False)
+        sys.exit(1)
+    except UserError as error:
+        _print_error(str(error))
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _print_error(message: str) -> None:
+    err_console.print(
+        f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True
+    )
+
+
+def _click_exceptions() -> Any:
+    """Click's exception module: typer 0.2x vendors click as typer._click, older typer uses it."""
+    vendored = getattr(typer, "_click", None)
+    if vendored is not None:
+        return vendored.exceptions
+    import click
+
+    return click.exceptions
 
 
 def _choices(*names: str) -> dict[str, Any]:

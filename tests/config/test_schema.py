@@ -41,10 +41,6 @@ def _inside(spec: Setting, value: float) -> bool:
     return problem(float, spec, value) is None
 
 
-def flag_settings_annotation(name: str):
-    return next(d[0] for group in flag_settings().values() for n, d in group.items() if n == name)
-
-
 def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
     monkeypatch.setattr(sys, "argv", ["myllm", *args])
     with pytest.raises(SystemExit) as exit_info:
@@ -72,8 +68,7 @@ FLAG_CASES = [
     for name, (annotation, spec, _) in group.items()
     for value in hostile_values(annotation, spec)
     if base_type(annotation) is not bool
-    and not isinstance(value, bool)
-    and not (base_type(annotation) is str and not isinstance(value, str))
+    and not (base_type(annotation) is str and not isinstance(value, str))  # "123" is a string
 ]
 
 
@@ -96,14 +91,13 @@ def test_config_file_refuses_each_hostile_value(tmp_path, monkeypatch, capsys, n
 
 @pytest.mark.parametrize(("flag", "name", "value"), FLAG_CASES)
 def test_flag_refuses_each_hostile_value(monkeypatch, capsys, flag, name, value):
-    shown = "" if value == "" else str(value)
-    code, message = run_main(monkeypatch, capsys, "train", flag, shown, "--print-config")
-    assert code == 2 and "Traceback" not in message, message
-    if isinstance(value, str) and value not in ("", "not-a-choice"):
-        return  # not a number: typer's own usage error (exit 2) names the flag
-    if isinstance(value, float) and base_type(flag_settings_annotation(name)) is int:
-        return  # 1.5 for an integer: typer's usage error too
-    assert "\n" not in message and name in message and flag in message, message
+    """Our check names the setting and the flag; a value typer cannot parse (`many`, 1.5 for an
+    integer) is typer's usage error, also one line naming the flag."""
+    code, message = run_main(monkeypatch, capsys, "train", flag, str(value), "--print-config")
+    assert code == 2 and "\n" not in message and "Traceback" not in message, message
+    assert flag in message, message
+    if "Invalid value" not in message:
+        assert name in message, message
 
 
 @pytest.mark.parametrize(
