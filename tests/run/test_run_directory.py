@@ -216,11 +216,15 @@ def superseded_records(run: Path) -> list[dict]:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigint_during_a_long_evaluation_is_honoured_within_2_s(backend, data, tmp_path):
-    """An evaluation of 10**9 batches would take days; the signal stops it within one batch."""
+    """An evaluation of the most batches a setting allows takes long; the signal stops it within
+    one batch."""
+    from myllm.config.settings import BATCHES_LIMIT
+
     run = tmp_path / "run"
     process = start_myllm(
         "train", "--backend", backend, "--data", data, "--checkpoint-dir", run, *TINY,
-        "--max-steps", 100, "--log-interval", 5, "--eval-interval", 5, "--eval-iters", 10**9,
+        "--max-steps", 100, "--log-interval", 5, "--eval-interval", 5,
+        "--eval-iters", BATCHES_LIMIT,
     )  # fmt: skip
     try:
         wait_for(lambda: has_records(run))
