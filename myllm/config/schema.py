@@ -71,6 +71,8 @@ def flag_of(name: str, spec: Setting) -> str:
 def where_to_fix(name: str, spec: Setting) -> str:
     """Where a user changes the setting: its flag, or its key in a --config file."""
     flag = flag_of(name, spec)
+    if flag and spec.choices:
+        return f"use {flag} {' or '.join(spec.choices)}"
     return f"fix {flag}" if flag else f"fix {name} in the --config file"
 
 
