@@ -89,7 +89,7 @@ def _is_nanogpt(source: Path) -> bool:
 def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
     from myllm.backend.registry import backend_module
     from myllm.checkpoint.io import write_checkpoint
-    from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.data.tokenizers import load_tokenizer
     from myllm.interop.nanogpt_meta import read_meta
 
     tokenizer = read_meta(meta)
@@ -100,7 +100,7 @@ def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
             f"{checkpoint.model_config.vocab_size}: pass the meta.pkl of its dataset with --meta"
         )
     tokenizer_path = destination.parent / "tokenizer.json"
-    if tokenizer_path.exists() and CharTokenizer.load(tokenizer_path).chars != tokenizer.chars:
+    if tokenizer_path.exists() and load_tokenizer(tokenizer_path).vocabulary != tokenizer.chars:
         raise UserError(
             f"{tokenizer_path} exists with another vocabulary: write DST to another directory"
         )
@@ -113,6 +113,7 @@ def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
     from myllm.backend.registry import backend_module
     from myllm.checkpoint.io import read_checkpoint
     from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.data.tokenizers import load_tokenizer
     from myllm.interop.nanogpt_meta import write_meta
     from myllm.train.resume import check_tokenizer_matches
 
@@ -121,8 +122,10 @@ def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
     if not dataset.strip():
         raise UserError("--dataset is empty: name nanoGPT's data folder, e.g. --dataset myllm")
     checkpoint = read_checkpoint(source)
-    tokenizer = CharTokenizer.load(source.parent / "tokenizer.json")
+    tokenizer = load_tokenizer(source.parent / "tokenizer.json")
     check_tokenizer_matches(tokenizer, checkpoint.model_config, source)
+    if not isinstance(tokenizer, CharTokenizer):  # meta.pkl maps characters
+        raise UserError(f"{source} is a byte-mode run: nanoGPT's meta.pkl holds characters only")
     backend_module("torch", "nanogpt").write_nanogpt(destination, checkpoint, dataset)
     meta_path = destination.parent / "meta.pkl"
     write_meta(meta_path, tokenizer)
