@@ -59,12 +59,13 @@ def generate(
     from myllm.data.tokenizers import load_tokenizer
     from myllm.generate.repl import GenerationRequest, generate_text, run_repl
     from myllm.generate.sampling import SamplingSettings
+    from myllm.run.files import tokenizer_beside
     from myllm.train.resume import check_tokenizer_matches
 
     GenerateOptions(max_new_tokens, temperature, top_k, top_p, seed, num_samples)
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     loaded = read_checkpoint(checkpoint)
-    char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
+    char_tokenizer = load_tokenizer(tokenizer or tokenizer_beside(checkpoint))
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     check_dtype(dtype)
     chosen = load_backend(backend or native_backend(checkpoint))
