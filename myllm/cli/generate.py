@@ -11,6 +11,7 @@ import typer
 
 from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, app
 from myllm.config.commands import GenerateOptions
+from myllm.run.files import tokenizer_beside
 
 # --- generate ---
 
@@ -59,7 +60,6 @@ def generate(
     from myllm.data.tokenizers import load_tokenizer
     from myllm.generate.repl import GenerationRequest, generate_text, run_repl
     from myllm.generate.sampling import SamplingSettings
-    from myllm.run.files import tokenizer_beside
     from myllm.train.resume import check_tokenizer_matches
 
     GenerateOptions(max_new_tokens, temperature, top_k, top_p, seed, num_samples)

@@ -59,8 +59,6 @@ class EvalResult:
 
 def split_tokens(corpus: Corpus, split: str, block_size: int) -> np.ndarray:
     """The tokens of `split`: the run's train or validation part (its val_split), or all."""
-    if split not in SPLITS:
-        raise UserError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
     tokens = {"val": corpus.val_tokens, "train": corpus.train_tokens, "all": corpus.tokens}[split]
     if len(tokens) < block_size + 1:
         raise UserError(
@@ -115,6 +113,8 @@ def evaluate_checkpoint(
     Batch size, seed, validation split and eval_iters are the run's own (stored in the
     checkpoint), so the windows are those training evaluated on; `eval_iters` overrides.
     """
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}: use --split {' or '.join(SPLITS)}")
     checkpoint = read_checkpoint(checkpoint_path)
     config = eval_config(checkpoint, data, device)
     tokenizer = load_resume_tokenizer(checkpoint_path, checkpoint)

@@ -24,13 +24,7 @@ from myllm.data.tokenizers import unit_name
 from myllm.errors import UserError
 from myllm.generate.loop import generate_tokens
 from myllm.run.directory import claim_run_directory, holds_run, remove_run_files
-from myllm.run.files import (
-    BEST_CHECKPOINT,
-    LAST_CHECKPOINT,
-    MetricsLog,
-    RunFiles,
-    epoch_checkpoint,
-)
+from myllm.run.files import BEST_CHECKPOINT, LAST_CHECKPOINT, MetricsLog, RunFiles, epoch_checkpoint
 from myllm.train.evaluation import bits_per_character
 from myllm.train.evaluation_plan import plan_evaluation
 from myllm.train.interrupts import GracefulStop, until_stopped
