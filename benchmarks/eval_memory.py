@@ -52,11 +52,14 @@ def build_corpus(path: Path, megabytes: int) -> None:
             written += len(piece)
 
 
-def peak_rss(command: list[str], env: dict[str, str]) -> tuple[int, float, str]:
-    """(peak RSS in bytes, seconds, stdout) of `command` run as the only child of a fresh python."""
+def peak_rss(command: list[str], env: dict[str, str], cwd: Path) -> tuple[int, float, str]:
+    """(peak RSS in bytes, seconds, stdout) of `command` run as the only child of a fresh python.
+
+    `cwd` is outside both trees: `python -m myllm` puts the working directory first on sys.path.
+    """
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", PEAK, *command], capture_output=True, text=True, env=env
+        [sys.executable, "-c", PEAK, *command], capture_output=True, text=True, env=env, cwd=cwd
     )
     seconds = time.perf_counter() - started
     code, kilobytes = result.stderr.strip().splitlines()[-1].split()
@@ -86,7 +89,7 @@ def main() -> None:
         train = [sys.executable, "-m", "myllm", "train", "--data", str(data),
                  "--checkpoint-dir", str(work / "run"), "--max-steps", "1", "--eval-iters", "1",
                  *TINY]  # fmt: skip
-        subprocess.run(train, env=after_env, check=True, capture_output=True)
+        subprocess.run(train, env=after_env, check=True, capture_output=True, cwd=work)
         checkpoint = work / "run" / "checkpoint_last.pt"
         evaluate = [sys.executable, "-m", "myllm", "eval", "--checkpoint", str(checkpoint),
                     "--eval-iters", "2", "--device", "cpu"]  # fmt: skip
@@ -98,7 +101,7 @@ def main() -> None:
         }
         figures = {}
         for name, (command, run_env) in runs.items():
-            peak, seconds, printed = peak_rss(command, run_env)
+            peak, seconds, printed = peak_rss(command, run_env, work)
             figures[name] = {"peak_rss_mb": round(peak / 1e6, 1), "seconds": round(seconds, 1),
                              "printed": printed}  # fmt: skip
             print(f"{name:>24}: {peak / 1e6:8.1f} MB peak RSS, {seconds:6.1f} s  {printed}")
