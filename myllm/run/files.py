@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,6 +16,16 @@ from typing import Any
 
 from myllm.atomic import atomic_write, atomic_write_text
 from myllm.errors import UserError
+
+# What a run writes into its directory, by name: these records, and checkpoints named
+# checkpoint_last, best_model or checkpoint_epoch_N with the backend's suffix.
+RUN_RECORDS = ("run.json", "metrics.jsonl", "metrics.superseded.jsonl", "tokenizer.json")
+CHECKPOINT_NAME = re.compile(r"checkpoint_last|best_model|checkpoint_epoch_[0-9]+")
+
+
+def is_run_checkpoint(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """True for a checkpoint a run writes (checkpoint_last.pt, ...), not a file copied beside."""
+    return path.suffix in suffixes and CHECKPOINT_NAME.fullmatch(path.stem) is not None
 
 
 @dataclass
