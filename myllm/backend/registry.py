@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -45,7 +46,22 @@ def load_backend(name: str) -> Backend:
     check_backend_name(name)
     if not is_installed(name):
         raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
+    check_working_directory()
     return importlib.import_module(PACKAGES[name]).BACKEND
+
+
+def check_working_directory() -> None:
+    """A UserError when the working directory was deleted under the command.
+
+    torch's Intel MKL would otherwise die while loading, with only its own fatal error.
+    """
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UserError(
+            "the working directory was deleted while myllm ran in it: cd to an existing "
+            "folder and run the command again (with absolute paths if the run was there)"
+        ) from None
 
 
 def native_backend(path: Path) -> str:
@@ -68,4 +84,5 @@ def backend_module(name: str, part: str) -> ModuleType:
     """One module of backend `name` beyond its BACKEND (torch's `nanogpt` interop)."""
     if not is_installed(name):
         raise UserError(f"backend {name!r} is not installed: {INSTALL_HINTS[name]}")
+    check_working_directory()
     return importlib.import_module(f"{PACKAGES[name]}.{part}")

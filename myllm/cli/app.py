@@ -6,6 +6,9 @@ plot and bench); importing the package registers them all on `app`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 from typing import Annotated, Any
 
@@ -36,8 +39,32 @@ UNDERSCORE_SPELLINGS = {"--gen_tokens", "--max_new_tokens", "--num_samples", "--
 
 def main() -> None:
     """Entry point: a UserError, or a flag typer cannot parse (`--epochs 1.5`, an unknown option),
-    becomes one line on stderr and its exit code (2 for bad input), never a traceback or a box."""
-    args = hyphenate_options(sys.argv[1:])
+    becomes one line on stderr and its exit code (2 for bad input), never a traceback or a box.
+
+    Output that cannot be written is one line too (`> /dev/full`), and a reader that went away
+    (`| head -c 10`) ends the command quietly (exit 1, as click does where it sees it first)."""
+    try:
+        code = _run_app(hyphenate_options(sys.argv[1:]))
+        sys.stdout.flush()  # here, not at exit, where a failure would be a traceback
+    except OSError as error:
+        _silence_stdout()  # what is still buffered cannot be written either
+        if error.errno == errno.EPIPE:
+            sys.exit(1)  # quietly, with click's exit code for a reader that went away
+        if error.filename is None:  # the output stream itself (a file name would be given)
+            _print_error(
+                f"could not write the output ({error.strerror or error}): free disk space or "
+                "redirect the output to another file"
+            )
+        else:  # a path no check caught: still one line, naming it
+            _print_error(
+                f"{error.filename}: {error.strerror or error}: check the path and its permissions"
+            )
+        sys.exit(2)
+    sys.exit(code)
+
+
+def _run_app(args: list[str]) -> int:
+    """The command's exit code; typer's and myllm's errors printed in one line, then exit."""
     errors = _click_exceptions()
     try:
         code = app(args=args, prog_name="myllm", standalone_mode=False)
@@ -55,7 +82,15 @@ def main() -> None:
     except UserError as error:
         _print_error(str(error))
         sys.exit(error.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    return code if isinstance(code, int) else 0
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that Python's flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):  # no stdout at all: nothing to silence
+        os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _print_error(message: str) -> None:

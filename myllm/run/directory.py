@@ -11,23 +11,37 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 from myllm.backend.registry import CHECKPOINT_SUFFIXES
 from myllm.errors import UserError
-from myllm.run.files import LAST_CHECKPOINT, LOCK, RUN_RECORDS, TOKENIZER, RunFiles
+from myllm.run.files import (
+    LAST_CHECKPOINT,
+    LOCK,
+    RUN_RECORDS,
+    TOKENIZER,
+    RunFiles,
+    is_run_checkpoint,
+)
 
 
-def run_files_in(directory: Path) -> list[Path]:
-    """The files of a run in `directory`: RUN_RECORDS and checkpoints."""
+def run_files_in(
+    directory: Path, suffixes: tuple[str, ...] = tuple(CHECKPOINT_SUFFIXES)
+) -> list[Path]:
+    """The files a run wrote in `directory`: its records and its checkpoints, by name.
+
+    Only those names (myllm/run/files.py): a keep.pt copied there by hand, or the
+    for_mlx.safetensors a convert put beside the run, is not the run's.
+    """
     if not directory.is_dir():
         return []
     return sorted(
         path
         for path in directory.iterdir()
-        if path.is_file() and (path.name in RUN_RECORDS or path.suffix in CHECKPOINT_SUFFIXES)
+        if path.is_file() and (path.name in RUN_RECORDS or is_run_checkpoint(path, suffixes))
     )
 
 
@@ -47,11 +61,31 @@ def check_new_run_directory(directory: Path, suffix: str, overwrite: bool) -> No
     )
 
 
-def remove_run_files(directory: Path) -> None:
-    """--overwrite: delete the previous run's files (only those; other files stay)."""
-    for path in run_files_in(directory):
+def remove_run_files(directory: Path) -> list[Path]:
+    """--overwrite: delete the files the previous run wrote, and only those; returns them.
+
+    Its checkpoints are those of the backends its run.json names (both, without a readable one).
+    """
+    removed = run_files_in(directory, suffixes_of_run(directory))
+    for path in removed:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+    return removed
+
+
+def suffixes_of_run(directory: Path) -> tuple[str, ...]:
+    """The checkpoint suffixes of the backends that wrote the run (its start and its resumes)."""
+    try:
+        info = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        return tuple(CHECKPOINT_SUFFIXES)
+    resumes = info.get("resumes") if isinstance(info.get("resumes"), list) else []
+    starts = [info, *(start for start in resumes if isinstance(start, dict))]
+    by_backend = {backend: suffix for suffix, backend in CHECKPOINT_SUFFIXES.items()}
+    found = tuple(by_backend[s["backend"]] for s in starts if s.get("backend") in by_backend)
+    return found or tuple(CHECKPOINT_SUFFIXES)
 
 
 class RunLock:

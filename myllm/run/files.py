@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,16 +26,25 @@ LOCK = "run.lock"
 RUN_RECORDS = (RUN_INFO, METRICS, SUPERSEDED_METRICS, TOKENIZER)
 LAST_CHECKPOINT = "checkpoint_last"
 BEST_CHECKPOINT = "best_model"
+EPOCH_CHECKPOINT = "checkpoint_epoch_"  # + the epoch, counted from 1
 
 
 def epoch_checkpoint(epoch: int) -> str:
     """The checkpoint name saved at the end of `epoch` (counted from 1)."""
-    return f"checkpoint_epoch_{epoch}"
+    return f"{EPOCH_CHECKPOINT}{epoch}"
 
 
 def tokenizer_beside(checkpoint: Path) -> Path:
     """The tokenizer.json a run writes beside its checkpoints."""
     return checkpoint.parent / TOKENIZER
+
+
+CHECKPOINT_NAME = re.compile(rf"{LAST_CHECKPOINT}|{BEST_CHECKPOINT}|{EPOCH_CHECKPOINT}[0-9]+")
+
+
+def is_run_checkpoint(path: Path, suffixes: tuple[str, ...]) -> bool:
+    """True for a checkpoint a run writes (checkpoint_last.pt, ...), not a file copied beside."""
+    return path.suffix in suffixes and CHECKPOINT_NAME.fullmatch(path.stem) is not None
 
 
 @dataclass

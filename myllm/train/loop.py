@@ -8,39 +8,25 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from myllm.checkpoint.io import write_checkpoint
 from myllm.checkpoint.state import TrainingState
-from myllm.config.settings import TRAINING_SAMPLE, TrainConfig
+from myllm.config.settings import TrainConfig
 from myllm.data.sampler import BatchSampler, validation_batches
-from myllm.data.tokenizers import unit_name
-from myllm.errors import UserError
-from myllm.generate.loop import generate_tokens
-from myllm.run.directory import claim_run_directory, holds_run, remove_run_files
-from myllm.run.files import BEST_CHECKPOINT, LAST_CHECKPOINT, MetricsLog, RunFiles, epoch_checkpoint
+from myllm.run.directory import claim_run_directory
+from myllm.run.files import BEST_CHECKPOINT, LAST_CHECKPOINT, RunFiles, epoch_checkpoint
+from myllm.train.divergence import diverged, divergence, loss_ceiling
 from myllm.train.evaluation import bits_per_character
 from myllm.train.evaluation_plan import plan_evaluation
 from myllm.train.interrupts import GracefulStop, until_stopped
+from myllm.train.report import RunReport, ThroughputWindow, TrainResult, training_sample
+from myllm.train.run_start import check_steps_left, check_warmup_fits, open_run_files, progress_bar
 from myllm.train.schedule import CosineSchedule
-
-
-@dataclass
-class TrainResult:
-    """How a run ended: what the CLI reports and the tests check."""
-
-    step: int
-    train_loss: float | None
-    best_val_loss: float | None
-    checkpoint_dir: Path
-    interrupted_by: int | None = None
-    exit_code: int = 0
 
 
 class TrainingRun:
@@ -61,21 +47,20 @@ class TrainingRun:
         self.continues_in_place = continues_in_place  # a resumed run writes where it was
         self.stop = GracefulStop()  # replaced by the one in force while the loop runs
         self.last_save_time = time.monotonic()
+        self.run_start_time = time.perf_counter()  # set again when the loop starts
         self.trainer = trainer
         self.config = config
         self.corpus = corpus
         self.is_main = trainer.rank == 0
         self.files = RunFiles(Path(config.checkpoint_dir), suffix)
         self.sampler = BatchSampler(
-            corpus.train_tokens,
-            config.block_size,
-            config.batch_size,
-            config.seed,
-            rank=trainer.rank,
-            world_size=trainer.world_size,
-        )
+            corpus.train_tokens, config.block_size, config.batch_size, config.seed,
+            rank=trainer.rank, world_size=trainer.world_size,
+        )  # fmt: skip
         epoch_steps = config.epochs * self.sampler.steps_per_epoch
         self.total_steps = min(config.max_steps or epoch_steps, epoch_steps)
+        check_warmup_fits(config, self.total_steps)
+        self.loss_ceiling = loss_ceiling(corpus.tokenizer.vocab_size)
         self.schedule = CosineSchedule(
             config.lr, self.total_steps, config.warmup_steps, config.min_lr_ratio
         )
@@ -89,6 +74,7 @@ class TrainingRun:
 
     def run(self, state: TrainingState, console: Console, resume: Path | None) -> TrainResult:
         """Train while holding the run directory's lock (rank 0 holds it for all ranks)."""
+        check_steps_left(state.step, self.total_steps)
         lock = claim_run_directory(
             self.files, self.trainer, self.overwrite, self.continues_in_place, self.is_main
         )
@@ -101,22 +87,18 @@ class TrainingRun:
     def train(self, state: TrainingState, console: Console, resume: Path | None) -> TrainResult:
         self.state = state
         self.console = console
-        if state.step >= self.total_steps and self.is_main:
-            console.print(
-                f"Nothing to train: the run is at step {state.step} of {self.total_steps}; "
-                "pass a larger --max-steps or --epochs to continue it."
-            )
-        metrics = self.open_files(resume)
+        self.report = RunReport(
+            console, open_run_files(self, resume), self.is_main, self.config.tokenizer
+        )
         pending: list[tuple[Any, Any]] = []
-        window_start, window_steps = time.perf_counter(), 0
-        run_start = time.perf_counter()
-        tokens_per_step = self.config.batch_size * self.config.block_size
-        with GracefulStop() as stop, self.progress_bar() as progress:
+        window = ThroughputWindow(time.perf_counter())
+        self.run_start_time = time.perf_counter()
+        with GracefulStop() as stop, progress_bar(console, self.is_main) as progress:
             self.stop = stop
             self.last_save_time = time.monotonic()
             if state.evaluation_pending:  # the evaluation a signal cut short before the save
                 self.last_train_loss = state.last_train_loss
-                self.evaluate(metrics)
+                self.evaluate()
             task = progress.add_task(
                 "train", total=self.total_steps, completed=state.step, loss=math.nan, speed=0.0
             )
@@ -133,32 +115,42 @@ class TrainingRun:
                 rows = self.sampler.rows_in_batch(state.step)
                 pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows))
                 state.step += 1
-                window_steps += 1
-                epoch_done = state.step % self.sampler.steps_per_epoch == 0
-                last = state.step == self.total_steps
-                evaluation_due = self.evaluation_due(epoch_done, last)
-                if state.step % self.config.log_interval == 0 or epoch_done or evaluation_due:
-                    window = (window_start, window_steps * tokens_per_step)
-                    speed = self.log_steps(pending, lr, window, metrics, run_start)
+                window.steps += 1
+                if self.after_step(pending, lr, window):
                     progress.update(
-                        task, completed=state.step, loss=self.last_train_loss, speed=speed
+                        task, completed=state.step, loss=self.last_train_loss, speed=window.speed
                     )
-                    pending, window_steps = [], 0
-                    window_start = time.perf_counter()
-                if evaluation_due:
-                    self.evaluate(metrics)
-                    window_start = time.perf_counter()
-                if epoch_done:
-                    self.end_of_epoch()
-                    window_start = time.perf_counter()
-                if self.periodic_save_due(last):
-                    self.save(LAST_CHECKPOINT)
-                    window_start = time.perf_counter()
+                    pending = []
             if pending:  # interrupted between log points
-                self.log_steps(pending, lr, None, metrics, run_start)
+                self.log_steps(pending, lr, None)
             self.save(LAST_CHECKPOINT)  # still under GracefulStop: a 2nd signal leaves no litter
-        metrics.close()
+        self.report.close()
         return self.finish(stop.requested, stop.exit_code)
+
+    def after_step(self, pending, lr: float, window: ThroughputWindow) -> bool:
+        """Log, evaluate, end the epoch and save as the step just taken asks; True if it logged.
+
+        The window's clock restarts after each, so the rate counts training steps only.
+        """
+        step = self.state.step
+        epoch_done = step % self.sampler.steps_per_epoch == 0
+        last = step == self.total_steps
+        evaluation_due = self.evaluation_due(epoch_done, last)
+        logged = step % self.config.log_interval == 0 or epoch_done or evaluation_due
+        if logged:
+            window.speed = self.log_steps(pending, lr, window)
+            window.steps = 0
+            window.start = time.perf_counter()
+        if evaluation_due:
+            self.evaluate()
+            window.start = time.perf_counter()
+        if epoch_done:
+            self.end_of_epoch()
+            window.start = time.perf_counter()
+        if self.periodic_save_due(last):
+            self.save(LAST_CHECKPOINT)
+            window.start = time.perf_counter()
+        return logged
 
     def periodic_save_due(self, last: bool) -> bool:
         """checkpoint_last every save_interval steps, and every save_minutes at a log point.
@@ -182,105 +174,40 @@ class TrainingRun:
 
     # --- pieces of the loop ---
 
-    def open_files(self, resume: Path | None) -> MetricsLog:
-        """Write tokenizer.json and run.json; a run resumed in place adds to its run.json."""
-        if self.is_main:
-            self.files.create_directory()
-            if self.overwrite and holds_run(self.files.directory):
-                remove_run_files(self.files.directory)
-                self.console.print(f"--overwrite: removed the run in {self.files.directory}")
-            self.corpus.tokenizer.save(self.files.tokenizer)
-            info = {
-                "backend": self.backend_name,
-                "device": self.trainer.describe_device(),
-                "matmul_precision": self.trainer.matmul_precision,
-                "versions": self.trainer.versions(),
-                "model_config": self.trainer.model.config.to_dict(),
-                "train_config": self.config.to_dict(),
-                "world_size": self.trainer.world_size,
-                "resumed_from": str(resume) if resume else None,
-                "total_steps": self.total_steps,
-                "tokenizer": self.config.tokenizer,
-                "evaluation": self.evaluation.to_dict(),
-                "precision": {
-                    "dtype": self.trainer.precision.dtype,
-                    "compiled": self.trainer.compiled,
-                    "grad_accum_steps": self.config.grad_accum_steps,
-                },
-            }
-            if self.continues_in_place:
-                self.files.add_resume_to_run_info({**info, "step": self.state.step})
-            else:
-                self.files.write_run_info(info)
-            if self.evaluation.reason != "--eval-iters":
-                self.console.print(self.evaluation.describe(), highlight=False)
-            self.console.print(
-                f"Training in {self.trainer.precision.describe()}, "
-                f"{self.config.grad_accum_steps} micro-batch(es) per step."
-            )
-            if self.trainer.precision.warning:
-                self.console.print(f"warning: {self.trainer.precision.warning}")
-            moved = self.files.set_aside_metrics_after(self.state.step) if resume else 0
-            if moved:
-                self.console.print(
-                    f"Resuming at step {self.state.step}: moved {moved} metrics record(s) of later "
-                    "steps, logged after the last checkpoint, to metrics.superseded.jsonl"
-                )
-        return MetricsLog(self.files.metrics, append=resume is not None, enabled=self.is_main)
+    def log_steps(self, pending, lr, window: ThroughputWindow | None) -> float | None:
+        """Bring the pending losses to the host, stop on a diverged one, write a metrics line.
 
-    def progress_bar(self) -> Progress:
-        return Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}"),
-            TextColumn("{task.fields[speed]:,.0f} tok/s"),
-            TimeRemainingColumn(),
-            console=self.console,
-            disable=not self.is_main,
-        )
-
-    def log_steps(self, pending, lr, window, metrics, run_start) -> float | None:
-        """Bring the pending losses to the host, stop on a non-finite one, write a metrics line.
-
-        `window` is (start time, tokens trained since): the rate is taken after to_host, which
-        waits for the queued steps, so an asynchronous device's queue drain is counted. Returns
-        the rate (None without a window, e.g. when interrupted between log points).
+        The rate is taken after to_host, which waits for the queued steps, so an asynchronous
+        device's queue drain is counted. Returns the rate (None without a window, e.g. when
+        interrupted between log points).
         """
         values = self.trainer.to_host([value for pair in pending for value in pair])
         now = time.perf_counter()
-        tokens_per_second = window[1] / (now - window[0]) if window is not None else None
+        tokens = window.steps * self.config.batch_size * self.config.block_size if window else 0
+        tokens_per_second = tokens / (now - window.start) if window is not None else None
         losses, grad_norms = values[0::2], values[1::2]
         first_step = self.state.step - len(pending) + 1
         for offset, (loss, norm) in enumerate(zip(losses, grad_norms, strict=True)):
-            if not (math.isfinite(loss) and math.isfinite(norm)):
-                self.stop_on_non_finite(first_step + offset, f"loss {loss}, gradient norm {norm}")
+            problem = divergence(loss, norm, self.loss_ceiling)
+            if problem is not None:
+                raise diverged(self.files, self.config, first_step + offset, problem)
         self.last_train_loss = float(np.mean(losses))
         self.state.loss = losses[-1]
-        record = {
-            "step": self.state.step,
-            "epoch": self.sampler.epoch_of(self.state.step - 1),
-            "train_loss": self.last_train_loss,
-            "lr": lr,
-            "tokens_per_second": tokens_per_second,
-            "elapsed_s": round(now - run_start, 3),
-            "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
-            "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, whole run
-        }
-        metrics.write(record)
+        self.report.on_train_loss(
+            {
+                "step": self.state.step,
+                "epoch": self.sampler.epoch_of(self.state.step - 1),
+                "train_loss": self.last_train_loss,
+                "lr": lr,
+                "tokens_per_second": tokens_per_second,
+                "elapsed_s": round(now - self.run_start_time, 3),
+                "tokens_seen": self.state.step * self.config.batch_size * self.config.block_size,
+                "skipped_steps": self.trainer.skipped_steps(),  # float16 overflows, whole run
+            }
+        )
         return tokens_per_second
 
-    def stop_on_non_finite(self, step: int, what: str) -> None:
-        """Stop before anything non-finite is saved; the checkpoints on disk stay as they are."""
-        latest = self.files.latest_checkpoint()
-        kept = f"the last good checkpoint is {latest}" if latest else "no checkpoint written"
-        raise UserError(
-            f"training diverged at step {step} ({what}); {kept}; "
-            f"lower the learning rate (now --lr {self.config.lr})",
-            exit_code=1,
-        )
-
-    def evaluate(self, metrics: MetricsLog) -> None:
+    def evaluate(self) -> None:
         config = self.config
         batches = validation_batches(
             self.corpus.val_tokens,
@@ -296,12 +223,11 @@ class TrainingRun:
         self.state.evaluation_pending = self.stop.requested is not None
         self.state.last_train_loss = self.last_train_loss
         if self.state.evaluation_pending:
-            if self.is_main:
-                self.console.print(f"step {self.state.step}: evaluation stopped, not recorded")
+            self.report.on_evaluation_stopped(self.state.step)
             return
-        if not math.isfinite(val_loss):  # e.g. weights ruined by a step whose loss was still finite
-            self.stop_on_non_finite(self.state.step, f"validation loss {val_loss}")
-        metrics.write(
+        if not math.isfinite(val_loss) or val_loss > self.loss_ceiling:  # e.g. ruined weights
+            raise diverged(self.files, config, self.state.step, f"validation loss {val_loss:.4g}")
+        self.report.on_val_loss(
             {
                 "step": self.state.step,
                 "epoch": self.sampler.epoch_of(self.state.step - 1),
@@ -311,12 +237,6 @@ class TrainingRun:
                 "tokens_seen": self.state.step * config.batch_size * config.block_size,
             }
         )
-        if self.is_main:
-            self.console.print(
-                f"step {self.state.step}: train loss {self.last_train_loss:.4f}, "
-                f"val loss {val_loss:.4f} ({val_loss / math.log(2):.4f} bits per "
-                f"{unit_name(config.tokenizer)})"
-            )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss
             self.save(BEST_CHECKPOINT)
@@ -334,44 +254,37 @@ class TrainingRun:
         checkpoint = self.trainer.checkpoint()
         # Every rank checks (data-parallel ranks hold the same weights), so all stop together.
         if not all(np.isfinite(weights).all() for weights in checkpoint.weights.values()):
-            self.stop_on_non_finite(self.state.step, f"non-finite weights when saving {name}")
+            raise diverged(
+                self.files, self.config, self.state.step, f"non-finite weights when saving {name}"
+            )
         if not self.is_main:
             return
         checkpoint.training = TrainingState(**vars(self.state))
         checkpoint.train_config = self.config.to_dict()
         write_checkpoint(self.files.checkpoint(name), checkpoint)
 
-    def sample_text(self) -> str:
-        tokenizer = self.corpus.tokenizer
-        prompt = tokenizer.encode("\n") if "\n" in tokenizer.char_to_idx else [0]
-        rng = np.random.default_rng([self.config.seed, self.state.step])
-        steps = until_stopped(
-            generate_tokens(self.trainer.decoder(), prompt, TRAINING_SAMPLE, rng), self.stop
-        )
-        return tokenizer.decode(int(ids[0]) for ids in steps)
-
     def print_sample(self) -> None:
-        if self.is_main:
-            self.console.print(f"--- sample at step {self.state.step} ---")
-            self.console.print(self.sample_text(), markup=False, highlight=False)
+        self.report.on_sample(
+            self.state.step,
+            lambda: training_sample(
+                self.trainer.decoder(),
+                self.corpus.tokenizer,
+                self.config.seed,
+                self.state.step,
+                self.stop,
+            ),
+        )
 
     def finish(self, signal_number: int | None, exit_code: int) -> TrainResult:
         last = self.files.checkpoint(LAST_CHECKPOINT)
-        if self.is_main:
-            if signal_number is not None:
-                self.console.print(
-                    f"Interrupted at step {self.state.step}; saved {last}. Resume with: "
-                    f"myllm train --backend {self.backend_name} --resume {last}"
-                )
-            else:
-                with GracefulStop() as self.stop:  # the run is saved: a signal ends the sample
-                    self.print_sample()
-                if self.stop.requested is not None:
-                    signal_number, exit_code = self.stop.requested, self.stop.exit_code
-            self.console.print(
-                f"Checkpoints and metrics in {self.files.directory}/ (metrics.jsonl). "
-                f"Look at the run: myllm plot {self.files.directory}"
-            )
+        if signal_number is not None:
+            self.report.on_interrupted(self.state.step, last, self.backend_name)
+        elif self.is_main:
+            with GracefulStop() as self.stop:  # the run is saved: a signal ends the sample
+                self.print_sample()
+            if self.stop.requested is not None:
+                signal_number, exit_code = self.stop.requested, self.stop.exit_code
+        self.report.on_end(self.files.directory)
         self.trainer.close()
         return TrainResult(
             step=self.state.step,

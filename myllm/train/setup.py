@@ -18,8 +18,9 @@ from myllm.errors import UserError
 from myllm.run.directory import (
     check_new_run_directory,
 )
-from myllm.train.loop import TrainingRun, TrainResult
+from myllm.train.loop import TrainingRun
 from myllm.train.memory import check_step_fits, physical_memory
+from myllm.train.report import TrainResult
 from myllm.train.resume import Resume, check_resume_matches, load_resume_tokenizer
 
 

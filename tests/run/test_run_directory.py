@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from myllm.errors import UserError
-from myllm.run.directory import RunLock, check_new_run_directory, holds_run
+from myllm.run.directory import RunLock, check_new_run_directory, holds_run, remove_run_files
 from tests.helpers import BACKENDS, sample_text
 
 SUFFIXES = {"torch": ".pt", "mlx": ".safetensors"}
@@ -97,6 +97,25 @@ def test_a_directory_with_a_run_is_refused_unless_overwrite(tmp_path):
     check_new_run_directory(run, ".pt", overwrite=True)
 
 
+def test_overwrite_removes_exactly_the_files_the_old_run_wrote(tmp_path):
+    """Its records and its backend's checkpoint names; other files, same suffix or not, stay."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"backend": "torch", "resumes": "garbled"}))
+    written = ["metrics.jsonl", "tokenizer.json", "checkpoint_last.pt", "best_model.pt",
+               "checkpoint_epoch_12.pt", "metrics.superseded.jsonl"]  # fmt: skip
+    kept = ["keep.pt", "checkpoint_last.safetensors", "checkpoint_epoch_x.pt", "best_model.pt.bak",
+            "run.lock", "data.txt"]  # fmt: skip
+    for name in written + kept:
+        (run / name).write_text(name)
+    (run / "subfolder.pt").mkdir()
+    removed = remove_run_files(run)
+    assert sorted(path.name for path in removed) == sorted([*written, "run.json"])
+    assert sorted(path.name for path in run.iterdir()) == sorted([*kept, "subfolder.pt"])
+    # Without run.json, a run checkpoint name of either backend is the run's.
+    assert [path.name for path in remove_run_files(run)] == ["checkpoint_last.safetensors"]
+
+
 def test_the_lock_names_the_pid_of_its_holder_and_is_released(tmp_path):
     holder_message = rf"in use by another run \(PID {os.getpid()}\)"
     with RunLock(tmp_path), pytest.raises(UserError, match=holder_message):
@@ -133,9 +152,16 @@ def test_second_run_refused_overwrite_replaces_resume_keeps_history(backend, dat
     assert (run / "metrics.jsonl").read_text().startswith(first_metrics)  # appended
     assert steps[-1] == 20
 
+    # Files beside the run that it did not write: a copy by hand, convert's output, notes.
+    beside = {"keep.pt": b"mine", "for_mlx.safetensors": b"converted", "notes.txt": b"x"}
+    for name, content in beside.items():
+        (run / name).write_bytes(content)
+    (run / f"checkpoint_epoch_7{SUFFIXES[backend]}").write_bytes(last.read_bytes())
     myllm("train", *common, "--max-steps", 5, "--log-interval", 5, "--overwrite", check_rc=0)
     assert [record["step"] for record in metrics(run)] == [5, 5]  # train, then val record
     assert "resumes" not in json.loads((run / "run.json").read_text())
+    assert {name: (run / name).read_bytes() for name in beside} == beside  # all survive
+    assert not (run / f"checkpoint_epoch_7{SUFFIXES[backend]}").exists()  # the old run's: gone
 
 
 def test_a_second_run_into_a_locked_directory_exits_2_naming_the_pid(data, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from myllm.errors import UserError
+from myllm.train.divergence import divergence, loss_ceiling
 from myllm.train.setup import run_training
 from tests.helpers import (
     DROPOUT_MODEL,
@@ -90,3 +92,35 @@ def test_divergence_on_the_cli_is_one_line_exit_1(backend, small_text, tmp_path,
     assert error.startswith("error: training diverged at step ")
     assert f"the last good checkpoint is {last}" in error and "--lr 1000000.0" in error
     assert last.read_bytes() == before
+
+
+def test_an_exploding_but_finite_loss_stops_the_run_as_diverged(backend, small_text, tmp_path):
+    """--weight-decay 1e6 (issue 23 #10): every value stays finite while the loss explodes past
+    10 x ln(vocab_size); the run stops at that step, exit 1, before anything ruined is saved."""
+    config = two_epoch_config(small_text, tmp_path, weight_decay=1e6)
+    with pytest.raises(UserError) as diverged:
+        run_training(backend.name, config, DROPOUT_MODEL)
+    message = str(diverged.value)
+    assert diverged.value.exit_code == 1 and "\n" not in message
+    assert "training diverged at step " in message and "x ln(vocab_size)" in message, message
+    assert "--weight-decay 1000000.0" in message and "no checkpoint written" in message
+    assert not list(tmp_path.glob(f"*{backend.checkpoint_suffix}"))
+
+
+def test_the_loss_ceiling_is_ten_uniform_guesses():
+    ceiling = loss_ceiling(65)
+    assert ceiling == pytest.approx(10 * math.log(65))  # float64, exact to rounding
+    assert divergence(4.2, 1.0, ceiling) is None
+    assert "above 41.7" in divergence(1.4e9, 1.0, ceiling)
+    assert "nan" in divergence(float("nan"), 1.0, ceiling)
+    assert "inf" in divergence(1.0, float("inf"), ceiling)
+    assert loss_ceiling(1) == loss_ceiling(2)  # a one-symbol text: still a positive ceiling
+
+
+def test_a_warm_up_longer_than_an_epoch_based_run_is_refused(small_text, tmp_path):
+    """--epochs 2 is 40 steps on this text, known only with the data (issue 23 #11)."""
+    config = two_epoch_config(small_text, tmp_path / "run", warmup_steps=41)
+    with pytest.raises(UserError, match="warmup_steps 41 is longer than the run, 40 steps") as e:
+        run_training("torch", config, DROPOUT_MODEL)
+    assert e.value.exit_code == 2 and "lower --warmup-steps to at most 40" in str(e.value)
+    assert not (tmp_path / "run").exists()  # refused before anything was written

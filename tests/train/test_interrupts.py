@@ -1,4 +1,5 @@
-"""SIGINT / SIGTERM during training: the step finishes, the run saves, exits 130 / 143.
+"""SIGINT / SIGTERM / SIGHUP during training: the step finishes, the run saves, exits 130 / 143 /
+129.
 
 Interrupts are real signals: in-process runs signal themselves from inside a training step (the
 real handler then sees them), CLI runs get SIGINT from the test like a user's Ctrl-C.
@@ -108,3 +109,24 @@ def test_sigint_on_the_cli_exits_130_says_how_to_resume_and_the_resume_is_exact(
     assert whole.returncode == 0, stderr
     assert len(train_losses(run)) == 150
     assert train_losses(run) == train_losses(tmp_path / "whole")
+
+
+def test_sighup_on_the_cli_saves_says_how_to_resume_and_exits_129(tmp_path):
+    """A closed terminal or a dropped ssh session (issue 23 #8): treated like SIGTERM."""
+    data = tmp_path / "input.txt"
+    data.write_text(sample_text(4000), encoding="utf-8")
+    run = tmp_path / "run"
+    process = myllm_process("train", "--backend", "torch", "--data", data, "--checkpoint-dir", run,
+                            "--max-steps", "100000", "--log-interval", "1", *TINY_CLI)  # fmt: skip
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the run ended or stalled before step 2: {process.communicate()[1]}")
+        time.sleep(0.02)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 129, stderr
+    assert "Traceback" not in stderr and "Resume with:" in stderr
+    assert read_checkpoint(run / "checkpoint_last.pt").training.step >= 2

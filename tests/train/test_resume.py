@@ -29,8 +29,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thr
 
 @pytest.mark.parametrize(
     ("stop_at", "signum"),
-    [(1, signal.SIGINT), (13, signal.SIGTERM), (STEPS_PER_EPOCH, signal.SIGINT)],
-    ids=["first-step", "mid-epoch-sigterm", "epoch-end"],
+    [(1, signal.SIGHUP), (13, signal.SIGTERM), (STEPS_PER_EPOCH, signal.SIGINT)],
+    ids=["first-step-sighup", "mid-epoch-sigterm", "epoch-end"],
 )
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     backend, small_text, tmp_path, monkeypatch, stop_at, signum
