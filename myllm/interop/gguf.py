@@ -23,6 +23,7 @@ import numpy as np
 from myllm.checkpoint.state import Checkpoint
 from myllm.data.byte_tokenizer import ByteTokenizer
 from myllm.data.tokenizers import Tokenizer
+from myllm.interop import require
 from myllm.interop.hf import LAYER_NORM_EPS
 from myllm.interop.hf_names import BLOCK, QKV
 from myllm.interop.hf_tokenizer import END_OF_TEXT, byte_to_unicode
@@ -80,8 +81,7 @@ def write_gguf(checkpoint: Checkpoint, tokenizer: Tokenizer, path: Path, outtype
 
 
 def _write(checkpoint: Checkpoint, tokenizer: Tokenizer, path: Path, outtype: str, name: str):
-    import gguf
-
+    gguf = require("gguf", "convert --to gguf")
     config = checkpoint.model_config
     writer = gguf.GGUFWriter(str(path), "gpt2")
     writer.add_name(name)

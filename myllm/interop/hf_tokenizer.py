@@ -22,6 +22,7 @@ from myllm.data.byte_tokenizer import ByteTokenizer
 from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.tokenizers import Tokenizer
 from myllm.errors import UserError
+from myllm.interop import require
 
 END_OF_TEXT = "<|endoftext|>"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -47,11 +48,17 @@ def token_texts(tokenizer: Tokenizer) -> list[str]:
 
 def hf_tokenizer(tokenizer: Tokenizer):
     """A `tokenizers.Tokenizer`: myllm's tokens, then END_OF_TEXT as a special token."""
-    from tokenizers import Tokenizer as HFTokenizer
-    from tokenizers import decoders, models, pre_tokenizers
+    tokenizers = require("tokenizers", "convert --to hf")
+    decoders, models, pre_tokenizers = (
+        tokenizers.decoders,
+        tokenizers.models,
+        tokenizers.pre_tokenizers,
+    )
 
     texts = [*token_texts(tokenizer), END_OF_TEXT]
-    hf = HFTokenizer(models.BPE(vocab={text: i for i, text in enumerate(texts)}, merges=[]))
+    hf = tokenizers.Tokenizer(
+        models.BPE(vocab={text: i for i, text in enumerate(texts)}, merges=[])
+    )
     if isinstance(tokenizer, ByteTokenizer):
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
         hf.decoder = decoders.ByteLevel()
