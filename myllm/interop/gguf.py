@@ -26,7 +26,7 @@ from myllm.data.tokenizers import Tokenizer
 from myllm.interop import require
 from myllm.interop.hf import LAYER_NORM_EPS
 from myllm.interop.hf_names import BLOCK, QKV
-from myllm.interop.hf_tokenizer import END_OF_TEXT, byte_to_unicode
+from myllm.interop.hf_tokenizer import END_OF_TEXT, byte_to_unicode, token_texts
 from myllm.interop.weight_map import Entry, WeightMap, entry, weight_and_bias
 
 OUTTYPES = ("f32", "f16")
@@ -61,9 +61,9 @@ GGUF_GPT2 = WeightMap(
 
 def gguf_vocabulary(tokenizer: Tokenizer) -> tuple[list[str], list[str]]:
     """(token texts, merges) of llama.cpp's gpt2 tokenizer for myllm's tokens and END_OF_TEXT."""
-    symbols = byte_to_unicode()
     if isinstance(tokenizer, ByteTokenizer):
-        return [symbols[value] for value in tokenizer.byte_values] + [END_OF_TEXT], []
+        return [*token_texts(tokenizer), END_OF_TEXT], []
+    symbols = byte_to_unicode()
     texts, merges = [], {}
     for char in tokenizer.chars:
         spelled = [symbols[byte] for byte in char.encode("utf-8")]

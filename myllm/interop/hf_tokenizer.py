@@ -49,21 +49,16 @@ def token_texts(tokenizer: Tokenizer) -> list[str]:
 def hf_tokenizer(tokenizer: Tokenizer):
     """A `tokenizers.Tokenizer`: myllm's tokens, then END_OF_TEXT as a special token."""
     tokenizers = require("tokenizers", "convert --to hf")
-    decoders, models, pre_tokenizers = (
-        tokenizers.decoders,
-        tokenizers.models,
-        tokenizers.pre_tokenizers,
-    )
-
     texts = [*token_texts(tokenizer), END_OF_TEXT]
-    hf = tokenizers.Tokenizer(
-        models.BPE(vocab={text: i for i, text in enumerate(texts)}, merges=[])
-    )
+    vocab = {text: i for i, text in enumerate(texts)}
+    hf = tokenizers.Tokenizer(tokenizers.models.BPE(vocab=vocab, merges=[]))
     if isinstance(tokenizer, ByteTokenizer):
-        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-        hf.decoder = decoders.ByteLevel()
+        hf.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(
+            add_prefix_space=False, use_regex=False
+        )
+        hf.decoder = tokenizers.decoders.ByteLevel()
     else:
-        hf.decoder = decoders.Fuse()
+        hf.decoder = tokenizers.decoders.Fuse()
     hf.add_special_tokens([END_OF_TEXT])
     return hf
 
