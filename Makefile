@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	-$(BIN)/python -m pip uninstall -q -y myllm 2>/dev/null
-	$(BIN)/python -m pip install -q -e ".[torch,mlx,dev]"
+	$(BIN)/python -m pip install -q -e ".[torch,mlx,interop,dev]"
 	touch $@
 
 # A short real training run of a small model on Tiny Shakespeare, then a sample from it:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -101,17 +102,22 @@ def sdpa_causal_mask(
     return torch.ones(query_length, key_length, dtype=torch.bool, device=device).tril(offset)
 
 
-class FeedForward(nn.Module):
-    """linear1 -> exact (erf) GELU -> dropout -> linear2."""
+# ModelConfig.activation: the exact (erf) GELU, or its tanh form (mlx-lm's GPT-2, llama.cpp).
+ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh")}
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+
+class FeedForward(nn.Module):
+    """linear1 -> GELU (ACTIVATIONS) -> dropout -> linear2."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str = "gelu"):
         super().__init__()
+        self.activation = ACTIVATIONS[activation]
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(F.gelu(self.linear1(x))))
+        return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
 class TransformerBlock(nn.Module):
@@ -120,7 +126,9 @@ class TransformerBlock(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.attention = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
-        self.feed_forward = FeedForward(config.d_model, config.d_ff, config.dropout)
+        self.feed_forward = FeedForward(
+            config.d_model, config.d_ff, config.dropout, config.activation
+        )
         self.ln1 = nn.LayerNorm(config.d_model)
         self.ln2 = nn.LayerNorm(config.d_model)
         self.dropout = nn.Dropout(config.dropout)

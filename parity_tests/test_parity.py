@@ -3,13 +3,15 @@
 Tolerances (all float32): logits max |diff| <= 1e-4; gradients relative (Frobenius) <= 1e-4 per
 parameter; 50 AdamW steps: per-step losses within 1e-3 and final weights max |diff| <= 1e-3;
 greedy generation of 200 characters identical; cross-backend resume within 1e-3 of an
-uninterrupted run on one backend.
+uninterrupted run on one backend. Logits, gradients and greedy text are checked with both MLP
+activations (--activation gelu, gelu_tanh).
 
 On CPU by default; MYLLM_TEST_DEVICE=gpu runs them on the GPU (benchmarks/gpu_check.sh).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import mlx.core as mx
@@ -30,6 +32,7 @@ from tests.helpers import logits_of, sample_tokens
 
 TORCH, MLX = load_backend("torch"), load_backend("mlx")
 CONFIG = ModelConfig(vocab_size=65, d_model=64, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
+ACTIVATIONS = pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
 DEVICE = os.environ.get("MYLLM_TEST_DEVICE", "cpu")
 TRAIN = TrainConfig(batch_size=8, block_size=32, lr=1e-3, seed=11, device=DEVICE)
 
@@ -39,11 +42,12 @@ def tokens() -> np.ndarray:
     return sample_tokens(CONFIG.vocab_size)
 
 
-def make_trainers(source=TORCH):
+def make_trainers(source=TORCH, activation: str = "gelu"):
     """A trainer on each backend, both holding the weights `source` initialised."""
-    first = source.Trainer(CONFIG, TRAIN)
+    config = dataclasses.replace(CONFIG, activation=activation)
+    first = source.Trainer(config, TRAIN)
     other = MLX if source is TORCH else TORCH
-    second = other.Trainer(CONFIG, TRAIN)
+    second = other.Trainer(config, TRAIN)
     second.load_checkpoint(first.checkpoint())
     return (first, second) if source is TORCH else (second, first)
 
@@ -55,20 +59,22 @@ def train_losses(trainer, sampler, schedule, steps, start=0) -> list[float]:
     return trainer.to_host([loss for loss, _ in results])
 
 
-def test_logits_agree(tokens, parity_report):
-    torch_trainer, mlx_trainer = make_trainers()
+@ACTIVATIONS
+def test_logits_agree(tokens, parity_report, activation):
+    torch_trainer, mlx_trainer = make_trainers(activation=activation)
     worst = 0.0
     for batch, length in [(1, 1), (2, 7), (3, CONFIG.max_seq_len), (1, 1)]:
         ids = tokens[: batch * length].reshape(batch, length)
         torch_logits = logits_of(TORCH, torch_trainer.model, ids)
         mlx_logits = logits_of(MLX, mlx_trainer.model, ids)
         worst = max(worst, float(np.abs(torch_logits - mlx_logits).max()))
-    parity_report["logits max |diff| (float32)"] = worst
+    parity_report[f"logits max |diff| (float32, {activation})"] = worst
     assert worst <= 1e-4
 
 
-def test_gradients_agree(tokens, parity_report):
-    torch_trainer, mlx_trainer = make_trainers()
+@ACTIVATIONS
+def test_gradients_agree(tokens, parity_report, activation):
+    torch_trainer, mlx_trainer = make_trainers(activation=activation)
     x, y = BatchSampler(tokens, 32, 8, seed=0).batch(0)
     loss = torch_loss_fn(torch_trainer.model.train(), torch_trainer.to_device(x),
                          torch_trainer.to_device(y))  # fmt: skip
@@ -83,7 +89,7 @@ def test_gradients_agree(tokens, parity_report):
         reference = torch_grads[name]
         relative = np.linalg.norm(np.array(grad) - reference) / np.linalg.norm(reference)
         worst = max(worst, float(relative))
-    parity_report["gradients worst relative diff (float32)"] = worst
+    parity_report[f"gradients worst relative diff (float32, {activation})"] = worst
     assert worst <= 1e-4
 
 
@@ -105,8 +111,9 @@ def test_fifty_adamw_steps_agree(tokens, parity_report):
     assert loss_gap <= 1e-3 and weight_gap <= 1e-3
 
 
-def test_greedy_generation_is_identical(tokens):
-    torch_trainer, mlx_trainer = make_trainers()
+@ACTIVATIONS
+def test_greedy_generation_is_identical(tokens, activation):
+    torch_trainer, mlx_trainer = make_trainers(activation=activation)
     sampler = BatchSampler(tokens, 32, 8, seed=TRAIN.seed)
     train_losses(torch_trainer, sampler, CosineSchedule(TRAIN.lr, 60), 60)
     mlx_trainer.load_checkpoint(torch_trainer.checkpoint())

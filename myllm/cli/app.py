@@ -94,8 +94,11 @@ def _silence_stdout() -> None:
 
 
 def _print_error(message: str) -> None:
+    """The one error line; the message is escaped (a "[interop]" in it is text, not markup)."""
+    from rich.markup import escape
+
     err_console.print(
-        f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True
+        f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True
     )
 
 

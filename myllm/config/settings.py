@@ -34,6 +34,7 @@ SEED_LIMIT = 2**63  # numpy, torch and MLX all take seeds in [0, 2**63)
 DEVICE_HELP = "torch: auto, cpu, cuda[:N], mps; mlx: auto, cpu, gpu"
 CROSS_CHECKED = ("grad_accum_steps", "warmup_steps")  # checked against batch_size, max_steps
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps", "gpu")
+ACTIVATION_CHOICES = ("gelu", "gelu_tanh")  # old checkpoints, without the field, read as gelu
 
 
 def _count(default: Any, help: str, high: int = STEPS_LIMIT, low: int = 1, **more: Any) -> Any:
@@ -57,6 +58,10 @@ class ModelConfig:
         None, "feed-forward width (default: 4 * d_model)", SIZE_LIMIT, flag=""
     )
     dropout: float = _fraction(0.1, "dropout probability", open_high=True)
+    activation: str = setting(
+        "gelu", "MLP GELU: gelu (exact erf) or gelu_tanh (its tanh form, as mlx-lm's GPT-2 "
+        "and llama.cpp compute it)", choices=ACTIVATION_CHOICES,
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.d_ff is None:  # not set: the reference's width

@@ -92,14 +92,16 @@ class WeightMap:
     ) -> dict[str, np.ndarray]:
         """myllm's canonical weights (or AdamW moments) under the foreign names, float32."""
         state: dict[str, np.ndarray] = {}
+        outputs: dict[str, int] = {}  # foreign weight name -> its layer's output width
         for item, name, ours in self.entries(n_layers):
             if item.optional and not optional:
                 continue
             if not ours:  # foreign only: zeros as long as its layer's output
-                rows = state[name.removesuffix(".bias") + ".weight"].shape[0]
+                rows = outputs[name.removesuffix(".bias") + ".weight"]
                 state[name] = np.zeros(rows, np.float32)
                 continue
             array = np.concatenate([weights[our] for our in ours])  # one name: a copy of it
+            outputs[name] = array.shape[0]
             state[name] = np.ascontiguousarray(array.T if item.transpose else array, np.float32)
         return state
 

@@ -21,6 +21,7 @@ from myllm.errors import UserError
 from myllm.run.files import (
     LAST_CHECKPOINT,
     LOCK,
+    RUN_INFO,
     RUN_RECORDS,
     TOKENIZER,
     RunFiles,
@@ -76,7 +77,7 @@ def remove_run_files(directory: Path) -> list[Path]:
 def suffixes_of_run(directory: Path) -> tuple[str, ...]:
     """The checkpoint suffixes of the backends that wrote the run (its start and its resumes)."""
     try:
-        info = json.loads((directory / "run.json").read_text(encoding="utf-8"))
+        info = json.loads((directory / RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         info = None
     if not isinstance(info, dict):

@@ -55,7 +55,7 @@ BACKENDS = "<torch|mlx>"
         ("eval", "backend", BACKENDS),
         ("eval", "split", "<val|train|all>"),
         ("eval", "device", DEVICES),
-        ("convert", "to", "<myllm|nanogpt>"),
+        ("convert", "to", "<myllm|nanogpt|hf|gguf>"),
         ("plot", "metric", "<loss|lr|tokens_per_second>"),
         ("bench", "config", "<tiny|baby|default|FILE>"),
         ("bench", "device", DEVICES),
@@ -69,7 +69,10 @@ def test_enumerated_options_show_their_choices(command, option, choices):
     ("args", "message"),
     [
         (["train", "--backend", "jax", "--print-config"], "unknown backend 'jax': use one of"),
-        (["convert", "a.pt", "b.pt", "--to", "onnx"], "unknown --to 'onnx': use myllm or nanogpt"),
+        (
+            ["convert", "a.pt", "b.pt", "--to", "onnx"],
+            "unknown --to 'onnx': use myllm, nanogpt, hf, gguf",
+        ),
         (["plot", ".", "--metric", "speed"], "unknown metric 'speed'"),
     ],
 )

@@ -37,7 +37,7 @@ def test_every_train_and_model_field_is_settable(tmp_path):
         "sample_every_epochs": 3, "device": "cpu", "d_model": 48, "n_heads": 3, "n_layers": 1,
         "d_ff": 96, "dropout": 0.05, "backend": "mlx", "save_interval": 50,
         "save_minutes": 5.0, "tf32": True, "tokenizer": "byte", "cache_dir": "cache",
-        "dtype": "float32", "compile": "off", "grad_accum_steps": 2,
+        "dtype": "float32", "compile": "off", "grad_accum_steps": 2, "activation": "gelu_tanh",
     }  # fmt: skip
     assert set(values) == set(train_types) | set(model_types) | {"backend"}
     path = tmp_path / "run.toml"
