@@ -1,8 +1,9 @@
 """Bad input is refused before any work, in one line naming the flag, exit 2 (issue 12).
 
 Flags, damaged checkpoints, inconsistent tokenizer.json files, data paths that are not files,
-batches that cannot fit in memory and an unwritable TMPDIR, through the real CLI in a subprocess
-where the CLI is the point, and in-process otherwise.
+batches that cannot fit in memory and an unwritable TMPDIR: through the CLI's entry point
+in-process (`run_cli`), and in a subprocess where the process start is the point (MLX reads
+TMPDIR when it is imported).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from myllm.train.memory import (
     largest_batch_that_fits,
     parameter_count,
 )
-from tests.helpers import BACKENDS, sample_text, tiny_model_config
+from tests.helpers import BACKENDS, CliResult, run_cli, sample_text, tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -37,17 +38,17 @@ TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", 
 SUFFIXES = {"torch": ".pt", "mlx": ".safetensors"}
 
 
-def myllm(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
+def myllm_process(*args: object, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "myllm", *map(str, args)],
         capture_output=True,
         text=True,
-        env=env or ENV,
+        env=env,
         timeout=300,
     )
 
 
-def assert_one_line_refusal(result: subprocess.CompletedProcess, *expected: str) -> None:
+def assert_one_line_refusal(result: CliResult | subprocess.CompletedProcess, *expected: str):
     """Exit 2, one line on stderr, no traceback, and the expected words in it."""
     message = result.stderr.strip()
     assert result.returncode == 2, message[-2000:]
@@ -106,8 +107,8 @@ TRAIN_FLAGS = [
 def test_bad_train_flags_are_refused_in_one_line(data, tmp_path):
     """Each fails at validation, before a backend is chosen, so torch alone stands for both."""
     for flags, flag in TRAIN_FLAGS:
-        result = myllm("train", "--backend", "torch", "--data", data,
-                       "--checkpoint-dir", tmp_path / "run", *TINY, *flags)  # fmt: skip
+        result = run_cli("train", "--backend", "torch", "--data", data,
+                         "--checkpoint-dir", tmp_path / "run", *TINY, *flags)  # fmt: skip
         assert_one_line_refusal(result, flag)
         assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -124,7 +125,7 @@ def test_bad_generate_flags_are_refused_in_one_line(trained):
         ("mlx", ["--seed", str(2**63)], "--seed"),
     ]
     for backend, flags, name in cases:
-        result = myllm("generate", "--checkpoint", trained[backend], "--backend", backend, *flags)
+        result = run_cli("generate", "--checkpoint", trained[backend], "--backend", backend, *flags)
         assert_one_line_refusal(result, name)
 
 
@@ -152,15 +153,15 @@ def test_error_messages_name_only_flags_of_the_command(data, tmp_path):
         run / "checkpoint_last.safetensors",
         _checkpoint_with_random_weights(model_config),
     )
-    result = myllm("train", "--backend", "mlx", "--data", data, "--block-size", 16,
-                   "--resume", run / "checkpoint_last.safetensors")  # fmt: skip
+    result = run_cli("train", "--backend", "mlx", "--data", data, "--block-size", 16,
+                     "--resume", run / "checkpoint_last.safetensors")  # fmt: skip
     assert_one_line_refusal(result, "--data")
     assert "--skip-unknown" not in result.stderr
     (run / "tokenizer.json").unlink()
-    result = myllm("train", "--backend", "mlx", "--resume", run / "checkpoint_last.safetensors")
+    result = run_cli("train", "--backend", "mlx", "--resume", run / "checkpoint_last.safetensors")
     assert_one_line_refusal(result, "tokenizer.json")
     assert "--tokenizer" not in result.stderr
-    result = myllm("bench", "--backends", "torch", "--block-size", "0")
+    result = run_cli("bench", "--backends", "torch", "--block-size", "0")
     assert result.returncode == 2 and "--max-seq-len" not in result.stderr
 
 
@@ -193,7 +194,7 @@ def test_data_that_is_not_a_regular_file_is_reported_as_what_it_is(kind, tmp_pat
 
 
 def test_data_directory_on_the_cli_exits_2(tmp_path):
-    result = myllm("train", "--data", tmp_path, "--checkpoint-dir", tmp_path / "run", *TINY)
+    result = run_cli("train", "--data", tmp_path, "--checkpoint-dir", tmp_path / "run", *TINY)
     assert_one_line_refusal(result, "is a directory", "--data")
 
 
@@ -223,8 +224,8 @@ def test_the_memory_estimate_grows_with_the_batch_and_refuses_past_the_limit():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_batch_too_big_for_the_machine_is_refused_before_allocating(backend, data, tmp_path):
-    result = myllm("train", "--backend", backend, "--data", data, "--checkpoint-dir",
-                   tmp_path / "run", "--device", "cpu", "--batch-size", 10**9)  # fmt: skip
+    result = run_cli("train", "--backend", backend, "--data", data, "--checkpoint-dir",
+                     tmp_path / "run", "--device", "cpu", "--batch-size", 10**9)  # fmt: skip
     assert_one_line_refusal(result, "GiB", "this machine has", "--batch-size")
 
 
@@ -246,7 +247,7 @@ def test_flipped_tensor_bytes_are_refused_naming_the_tensor(backend, trained, tm
     path.write_bytes(bytes(damaged))
     with pytest.raises(UserError, match=r"corrupt checkpoint .*blocks\.1\.feed_forward\.linear1"):
         read_checkpoint(path)
-    result = myllm("generate", "--checkpoint", path, "--max-new-tokens", 5)
+    result = run_cli("generate", "--checkpoint", path, "--max-new-tokens", 5)
     assert_one_line_refusal(result, "corrupt checkpoint", "blocks.1.feed_forward.linear1.weight")
 
 
@@ -309,20 +310,20 @@ def test_a_tokenizer_mismatch_is_refused_on_the_cli(trained, tmp_path):
     chars = CharTokenizer.load(trained["torch"].parent / "tokenizer.json").chars
     payload = {"format": FORMAT, "vocab_size": len(chars) + 1, "chars": chars}
     (run / "tokenizer.json").write_text(json.dumps(payload), encoding="utf-8")
-    result = myllm("generate", "--checkpoint", path, "--max-new-tokens", 5)
+    result = run_cli("generate", "--checkpoint", path, "--max-new-tokens", 5)
     assert_one_line_refusal(result, "vocab_size", str(run / "tokenizer.json"))
 
 
 def test_convert_refuses_a_folder_with_another_tokenizer(trained, tmp_path):
     CharTokenizer.build_vocab("xyz").save(tmp_path / "tokenizer.json")
     destination = tmp_path / "converted.safetensors"
-    result = myllm("convert", trained["torch"], destination)
+    result = run_cli("convert", trained["torch"], destination)
     assert_one_line_refusal(result, "another vocabulary")
     assert not destination.exists()
     same = tmp_path / "same"
     same.mkdir()
     (same / "tokenizer.json").write_bytes((trained["torch"].parent / "tokenizer.json").read_bytes())
-    assert myllm("convert", trained["torch"], same / "converted.safetensors").returncode == 0
+    assert run_cli("convert", trained["torch"], same / "converted.safetensors").returncode == 0
 
 
 # --- MLX's kernel cache ---
@@ -334,7 +335,7 @@ def test_mlx_with_an_unusable_tmpdir_falls_back_and_says_so(tmpdir, data, tmp_pa
     if tmpdir == "a file":
         unusable.write_text("")
     env = {**ENV, "TMPDIR": str(unusable)}
-    result = myllm("train", "--backend", "mlx", "--data", data, "--checkpoint-dir",
-                   tmp_path / "run", *TINY, "--max-steps", 2, env=env)  # fmt: skip
+    result = myllm_process("train", "--backend", "mlx", "--data", data, "--checkpoint-dir",
+                           tmp_path / "run", *TINY, "--max-steps", 2, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"TMPDIR={unusable} is not a writable directory" in result.stderr
