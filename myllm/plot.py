@@ -6,14 +6,13 @@ inside the functions that draw.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from myllm.atomic import atomic_path
 from myllm.errors import UserError
+from myllm.run.history import RUN_HINT, RunHistory, is_number, read_run, run_labels
 
 METRICS = ("loss", "lr", "tokens_per_second")
 FIGURE_SIZE_INCHES = (11.0, 4.5)
@@ -21,7 +20,6 @@ BENCH_FIGURE_SIZE_INCHES = (7.5, 4.5)
 DPI = 110
 BENCH_SUFFIXES = ("_tokens_per_s", "_chars_per_s")  # the bench figures drawn: throughputs
 
-_RUN_HINT = "pass a checkpoint directory written by `myllm train`"
 _BENCH_HINT = "pass a file written by `myllm bench --json`"
 _Y_LABELS = {"loss": "loss (nats/char)", "lr": "learning rate", "tokens_per_second": "tokens/s"}
 _TITLES = {
@@ -42,15 +40,6 @@ class PlotSummary:
     size_pixels: tuple[int, int]  # (width, height) of the PNG
 
 
-@dataclass(frozen=True)
-class _Run:
-    """One run directory: its legend label and its metrics records with their line numbers."""
-
-    label: str
-    metrics_path: Path
-    records: list[tuple[int, dict[str, Any]]]
-
-
 def plot_runs(
     run_dirs: list[Path], out: Path, metric: str = "loss", log_x: bool = False
 ) -> PlotSummary:
@@ -58,10 +47,10 @@ def plot_runs(
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}: choose one of {', '.join(METRICS)}")
     if not run_dirs:
-        raise UserError("no run directory given: " + _RUN_HINT)
+        raise UserError("no run directory given: " + RUN_HINT)
     _check_png_path(out)
-    labels = _run_labels(run_dirs)
-    runs = [_read_run(directory, label) for directory, label in zip(run_dirs, labels, strict=True)]
+    labels = run_labels(run_dirs)
+    runs = [read_run(directory, label) for directory, label in zip(run_dirs, labels, strict=True)]
     figure = _new_figure(FIGURE_SIZE_INCHES)
     if metric == "loss":
         panels, points = _draw_loss(figure, runs)
@@ -102,111 +91,6 @@ def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:
     return _finish(figure, [axes], axes.legend(fontsize=8), points, out)
 
 
-def read_bench(path: Path) -> dict[str, Any]:
-    """Load a bench JSON file, naming the file in the error if it is not one."""
-    if not path.is_file():
-        raise UserError(f"{path} does not exist: {_BENCH_HINT}")
-    try:
-        bench = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{path} is not valid JSON ({error}): {_BENCH_HINT}") from None
-    if not isinstance(bench, dict):
-        raise UserError(f"{path} is not a bench result object: {_BENCH_HINT}")
-    return bench
-
-
-# Reading runs
-
-
-def _run_labels(run_dirs: list[Path]) -> list[str]:
-    """Directory names, or the paths as given when two runs share a name (a/ckpt, b/ckpt)."""
-    names = [directory.resolve().name for directory in run_dirs]
-    if len(set(names)) < len(names):
-        names = [str(directory) for directory in run_dirs]
-    return names
-
-
-def _read_run(directory: Path, name: str) -> _Run:
-    if not directory.exists():
-        raise UserError(f"{directory} does not exist: {_RUN_HINT}")
-    if not directory.is_dir():
-        raise UserError(f"{directory} is not a directory: {_RUN_HINT}")
-    metrics_path = directory / "metrics.jsonl"
-    if not metrics_path.is_file():
-        raise UserError(f"{directory} has no metrics.jsonl: {_RUN_HINT}")
-    info = _run_info(directory / "run.json")
-    label = f"{name} ({info})" if info else name
-    return _Run(label, metrics_path, _read_metrics(metrics_path))
-
-
-def _run_info(path: Path) -> str:
-    """'<backend>, <device>' from run.json; '' for old runs written before run.json existed."""
-    if not path.is_file():
-        return ""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(
-            f"{path} is not valid JSON ({error}): fix it, or delete it to label the run by its "
-            "directory name"
-        ) from None
-    if not isinstance(info, dict):
-        return ""
-    text = ", ".join(str(info[key]) for key in ("backend", "device") if info.get(key))
-    return re.sub(r" \(/[^()]*\)", "", text)  # library paths make the legend wider than the plot
-
-
-def _read_metrics(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each line of metrics.jsonl; a malformed line names its number."""
-    records = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                if not line.endswith("\n"):
-                    continue  # a crash cut the last write short (see MetricsLog): skip that line
-                raise UserError(
-                    f"{path} line {number} is not valid JSON ({error.msg}): fix or delete that line"
-                ) from None
-            if not isinstance(record, dict) or not _is_number(record.get("step")):
-                raise UserError(
-                    f'{path} line {number} is not a metrics record with a "step": '
-                    "fix or delete that line"
-                )
-            records.append((number, record))
-    if not records:
-        raise UserError(f"{path} is empty: train until the first log line is written, then plot")
-    return records
-
-
-def _points(run: _Run, key: str, evaluation: bool) -> list[tuple[int, dict[str, Any]]]:
-    """The run's training (or evaluation) records that carry `key`, one per step, by step."""
-    by_step = {}
-    for number, record in run.records:
-        if ("val_loss" in record) == evaluation and key in record:
-            # A resumed run repeats the steps after its last checkpoint: the later line wins.
-            by_step[record["step"]] = (number, record)
-    return [by_step[step] for step in sorted(by_step)]
-
-
-def _column(run: _Run, points: list[tuple[int, dict[str, Any]]], key: str) -> list[float]:
-    """The values of `key` in `points`; a missing or non-numeric value names its line."""
-    for number, record in points:
-        if not _is_number(record.get(key)):
-            raise UserError(
-                f"{run.metrics_path} line {number}: {key!r} is {record.get(key)!r}, not a number: "
-                "fix or delete that line"
-            )
-    return [record[key] for _, record in points]
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 # Drawing
 
 
@@ -224,7 +108,7 @@ def _new_figure(size_inches: tuple[float, float]) -> Any:
     return Figure(figsize=size_inches, dpi=DPI)
 
 
-def _draw_loss(figure: Any, runs: list[_Run]) -> tuple[list[Any], list[dict[str, int]]]:
+def _draw_loss(figure: Any, runs: list[RunHistory]) -> tuple[list[Any], list[dict[str, int]]]:
     """Train and validation loss against step (left) and tokens seen (right)."""
     from matplotlib.lines import Line2D
 
@@ -232,8 +116,8 @@ def _draw_loss(figure: Any, runs: list[_Run]) -> tuple[list[Any], list[dict[str,
     points = []
     for index, run in enumerate(runs):
         colour = f"C{index % 10}"
-        train = _points(run, "train_loss", evaluation=False)
-        val = _points(run, "val_loss", evaluation=True)
+        train = run.points("train_loss", evaluation=False)
+        val = run.points("val_loss", evaluation=True)
         if not train and not val:
             raise UserError(
                 f"{run.metrics_path} has no loss lines: train until the first log line is "
@@ -241,16 +125,16 @@ def _draw_loss(figure: Any, runs: list[_Run]) -> tuple[list[Any], list[dict[str,
             )
         for axes, x_key in zip(panels, ("step", "tokens_seen"), strict=True):
             (train_line,) = axes.plot(
-                _column(run, train, x_key),
-                _column(run, train, "train_loss"),
+                run.column(train, x_key),
+                run.column(train, "train_loss"),
                 color=colour,
                 linewidth=0.8,
                 alpha=0.8,
                 label=run.label,
             )
             (val_line,) = axes.plot(
-                _column(run, val, x_key),
-                _column(run, val, "val_loss"),
+                run.column(val, x_key),
+                run.column(val, "val_loss"),
                 color=colour,
                 linewidth=1.5,
                 marker="o",
@@ -270,21 +154,21 @@ def _draw_loss(figure: Any, runs: list[_Run]) -> tuple[list[Any], list[dict[str,
 
 
 def _draw_per_step(
-    figure: Any, runs: list[_Run], metric: str
+    figure: Any, runs: list[RunHistory], metric: str
 ) -> tuple[list[Any], list[dict[str, int]]]:
     """One training-line metric (lr, tokens_per_second) against step."""
     axes = figure.subplots()
     points = []
     for index, run in enumerate(runs):
-        train = _points(run, metric, evaluation=False)
+        train = run.points(metric, evaluation=False)
         if not train:
             raise UserError(
                 f"{run.metrics_path} has no {metric!r} values: choose another --metric "
                 f"({', '.join(METRICS)})"
             )
         (line,) = axes.plot(
-            _column(run, train, "step"),
-            _column(run, train, metric),
+            run.column(train, "step"),
+            run.column(train, metric),
             color=f"C{index % 10}",
             linewidth=1.0,
             label=run.label,
@@ -311,7 +195,7 @@ def _bench_results(bench: dict[str, Any]) -> dict[str, dict[str, float]]:
         str(backend): {
             key: value
             for key, value in measured.get("figures", {}).items()
-            if key.endswith(BENCH_SUFFIXES) and _is_number(value)
+            if key.endswith(BENCH_SUFFIXES) and is_number(value)
         }
         for backend, measured in backends.items()
         if isinstance(measured, dict)

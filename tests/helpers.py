@@ -19,6 +19,8 @@ from myllm.backend.registry import is_installed
 from myllm.checkpoint.io import read_checkpoint
 from myllm.checkpoint.state import Checkpoint, OptimizerState, TrainingState, parameter_shapes
 from myllm.config.settings import ModelConfig, ModelSettings, TrainConfig
+from myllm.data.char_tokenizer import CharTokenizer
+from myllm.data.corpus import Corpus
 from myllm.train.resume import read_resume
 from myllm.train.setup import run_training
 
@@ -51,6 +53,13 @@ def sample_tokens(vocab_size: int, characters: int = 20_000) -> np.ndarray:
     chars = sorted(set(text))
     assert len(chars) <= vocab_size
     return np.array([chars.index(ch) for ch in text], dtype=np.int32)
+
+
+def text_corpus(text: str, val_split: float = 0.1) -> Corpus:
+    """`text` encoded in memory as the reference does (its sorted characters, split at
+    int(len * (1 - val_split))): the truth the token cache is checked against; a quick corpus."""
+    tokenizer = CharTokenizer.build_vocab(text)
+    return Corpus(tokenizer, tokenizer.encode_array(text), int(len(text) * (1 - val_split)))
 
 
 def tiny_model_config(vocab_size: int = 65, **overrides) -> ModelConfig:

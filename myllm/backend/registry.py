@@ -20,7 +20,9 @@ INSTALL_HINTS = {
     "torch": "in the myllm clone, pip install torch==2.13.0 (CPU) && pip install -e '.[torch]'",
     "mlx": "in the myllm clone, pip install -e '.[mlx]' (mlx on macOS, mlx[cpu] on Linux)",
 }
-CHECKPOINT_SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}  # each backend's own format
+# Each backend's own checkpoint format, known before its framework is imported: the one table,
+# equal to each Backend.checkpoint_suffix (tests/backend check it).
+CHECKPOINT_SUFFIXES = {".pt": "torch", ".safetensors": "mlx"}
 
 
 def backend_names() -> list[str]:
@@ -55,6 +57,11 @@ def native_backend(path: Path) -> str:
             "use a .pt (torch) or .safetensors (mlx) file"
         )
     return name
+
+
+def checkpoint_suffix(name: str) -> str:
+    """The extension of backend `name`'s checkpoints (.pt, .safetensors), without importing it."""
+    return next(suffix for suffix, backend in CHECKPOINT_SUFFIXES.items() if backend == name)
 
 
 def backend_module(name: str, part: str) -> ModuleType:

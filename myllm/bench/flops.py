@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from myllm.checkpoint.state import parameter_count
 from myllm.config.settings import ModelConfig
 
 FLOP_FORMULA = (
@@ -17,13 +18,9 @@ FLOP_FORMULA = (
 
 def flop_parameter_count(config: ModelConfig) -> int:
     """N of the FLOP formula: non-embedding parameters + the tied lm_head's d_model * vocab."""
-    d_model, d_ff = config.d_model, config.d_ff
-    attention = 4 * d_model * d_model + d_model  # W_q, W_k, W_v without bias; W_o with bias
-    feed_forward = 2 * d_model * d_ff + d_ff + d_model  # linear1 and linear2 with biases
-    layer_norms = 2 * 2 * d_model  # ln1 and ln2, weight and bias
-    final_norm = 2 * d_model
-    lm_head = d_model * config.vocab_size
-    return config.n_layers * (attention + feed_forward + layer_norms) + final_norm + lm_head
+    # All parameters less the two embeddings (lookups, not matmuls), plus the lm_head matmul,
+    # whose weight is the token embedding: only the position embedding drops out.
+    return parameter_count(config) - config.max_seq_len * config.d_model
 
 
 def model_flops_per_token(config: ModelConfig, training: bool) -> float:

@@ -7,6 +7,7 @@ formats (`myllm.checkpoint.io`) only change the container. See docs/architecture
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,12 @@ TIED_NAMES = {"lm_head.weight": "token_embedding.weight"}  # stored once, tied a
 OPTIMIZER_PREFIX = "optimizer."
 RNG_PREFIX = "rng."
 RNG_DTYPES = {"torch": np.uint8}  # torch.get_rng_state(); other backends: any integer array
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """Parameters of the GPT, from its canonical shapes (lm_head is tied to the token embedding,
+    so counted once): the one count that presets, the memory estimate and the FLOP formula use."""
+    return sum(math.prod(shape) for shape in parameter_shapes(config).values())
 
 
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:

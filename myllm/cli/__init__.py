@@ -10,10 +10,13 @@ from myllm.cli.app import UNDERSCORE_SPELLINGS, app, hyphenate_options, main
 from myllm.cli import train  # noqa: F401  (each import registers its commands)
 
 # isort: split
-from myllm.cli import generate  # noqa: F401
+from myllm.cli import eval, generate  # noqa: F401
 
 # isort: split
 from myllm.cli import convert  # noqa: F401
+
+# isort: split
+from myllm.cli import plot  # noqa: F401
 
 # isort: split
 from myllm.cli import bench, data  # noqa: F401

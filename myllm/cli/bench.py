@@ -1,4 +1,4 @@
-"""Look at runs and time the backends: `myllm plot`, `myllm bench`."""
+"""Time the backends: `myllm bench`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from myllm.cli.app import DEVICE_HELP, DEVICES, _choices, app, err_console
+from myllm.cli.app import DEVICE_HELP, DEVICES, app, err_console
 from myllm.errors import UserError
 
 MIXED_COMPILE_NOTE = (
@@ -16,30 +16,6 @@ MIXED_COMPILE_NOTE = (
     "project's CPU (float32 training 1,599 vs 1,894 tokens/s alone; likely the compiled kernels' "
     "own OpenMP threads): compare eager cells from a run with --compile off"
 )
-
-# --- plot ---
-
-
-@app.command()
-def plot(
-    run_dirs: Annotated[
-        list[Path], typer.Argument(metavar="RUN_DIR...", help="directories written by myllm train")
-    ],
-    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("loss.png"),
-    metric: Annotated[
-        str,
-        typer.Option(
-            help="what to plot against steps", **_choices("loss", "lr", "tokens_per_second")
-        ),
-    ] = "loss",
-    log_x: Annotated[bool, typer.Option("--log-x", help="logarithmic x axis")] = False,
-) -> None:
-    """Plot the training curves of one or more runs into a PNG (one colour per run)."""
-    from myllm.plot import plot_runs
-
-    summary = plot_runs(run_dirs, out, metric=metric, log_x=log_x)
-    err_console.print(f"Wrote {summary.out} ({', '.join(summary.labels)})", soft_wrap=True)
-
 
 # --- bench ---
 

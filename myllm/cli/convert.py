@@ -40,6 +40,7 @@ def convert(
     A nanoGPT source is recognised from its keys (model_args, model) and needs its meta.pkl.
     """
     from myllm.checkpoint.io import checkpoint_format, read_checkpoint, write_checkpoint
+    from myllm.run.files import tokenizer_beside
 
     checkpoint_format(destination)
     if destination.resolve() == source.resolve():
@@ -52,8 +53,8 @@ def convert(
     if source.suffix == ".pt" and _is_nanogpt(source):
         _convert_from_nanogpt(source, destination, meta or source.parent / "meta.pkl")
         return
-    tokenizer_source = source.parent / "tokenizer.json"
-    tokenizer_destination = destination.parent / "tokenizer.json"
+    tokenizer_source = tokenizer_beside(source)
+    tokenizer_destination = tokenizer_beside(destination)
     copy_tokenizer = tokenizer_source.is_file() and not tokenizer_destination.exists()
     if tokenizer_source.is_file() and tokenizer_destination.exists():
         check_same_tokenizer(tokenizer_source, tokenizer_destination)
@@ -89,8 +90,9 @@ def _is_nanogpt(source: Path) -> bool:
 def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
     from myllm.backend.registry import backend_module
     from myllm.checkpoint.io import write_checkpoint
-    from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.data.tokenizers import load_tokenizer
     from myllm.interop.nanogpt_meta import read_meta
+    from myllm.run.files import tokenizer_beside
 
     tokenizer = read_meta(meta)
     checkpoint = backend_module("torch", "nanogpt").read_nanogpt(source)
@@ -99,8 +101,8 @@ def _convert_from_nanogpt(source: Path, destination: Path, meta: Path) -> None:
             f"{meta} has {tokenizer.vocab_size} characters but {source} has vocab_size "
             f"{checkpoint.model_config.vocab_size}: pass the meta.pkl of its dataset with --meta"
         )
-    tokenizer_path = destination.parent / "tokenizer.json"
-    if tokenizer_path.exists() and CharTokenizer.load(tokenizer_path).chars != tokenizer.chars:
+    tokenizer_path = tokenizer_beside(destination)
+    if tokenizer_path.exists() and load_tokenizer(tokenizer_path).vocabulary != tokenizer.chars:
         raise UserError(
             f"{tokenizer_path} exists with another vocabulary: write DST to another directory"
         )
@@ -113,7 +115,9 @@ def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
     from myllm.backend.registry import backend_module
     from myllm.checkpoint.io import read_checkpoint
     from myllm.data.char_tokenizer import CharTokenizer
+    from myllm.data.tokenizers import load_tokenizer
     from myllm.interop.nanogpt_meta import write_meta
+    from myllm.run.files import tokenizer_beside
     from myllm.train.resume import check_tokenizer_matches
 
     if destination.suffix != ".pt":
@@ -121,8 +125,10 @@ def _convert_to_nanogpt(source: Path, destination: Path, dataset: str) -> None:
     if not dataset.strip():
         raise UserError("--dataset is empty: name nanoGPT's data folder, e.g. --dataset myllm")
     checkpoint = read_checkpoint(source)
-    tokenizer = CharTokenizer.load(source.parent / "tokenizer.json")
+    tokenizer = load_tokenizer(tokenizer_beside(source))
     check_tokenizer_matches(tokenizer, checkpoint.model_config, source)
+    if not isinstance(tokenizer, CharTokenizer):  # meta.pkl maps characters
+        raise UserError(f"{source} is a byte-mode run: nanoGPT's meta.pkl holds characters only")
     backend_module("torch", "nanogpt").write_nanogpt(destination, checkpoint, dataset)
     meta_path = destination.parent / "meta.pkl"
     write_meta(meta_path, tokenizer)

@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 
 from myllm.cli.app import data_app, err_console
-from myllm.errors import UserError
 
 # --- data ---
 
@@ -45,8 +44,11 @@ def data_fetch(
 ) -> None:
     """Download (or copy from a mirror), check sha256 and strip Gutenberg boilerplate."""
     from myllm.data.corpora import DEFAULT_CORPUS, corpus_info, fetch
+    from myllm.paths import check_directory
 
     names = names or [DEFAULT_CORPUS]
+    if mirror is not None:
+        check_directory(mirror, "--mirror", "pass --mirror DIR of a folder holding the raw files")
     for name in names:
         corpus_info(name)  # an unknown name fails before anything is fetched
     for name in names:
@@ -75,10 +77,10 @@ def data_prepare(
     from myllm.config.settings import TrainConfig
     from myllm.data.corpus import byte_progress
     from myllm.data.token_cache import load_cached_tokens
+    from myllm.paths import check_file
 
     TrainConfig(val_split=val_split, tokenizer=tokenizer)  # the same checks as train's
-    if not file.is_file():
-        raise UserError(f"{file} not found: pass an existing FILE (`myllm data fetch` gets some)")
+    check_file(file, "data file", "pass a readable text FILE (`myllm data fetch` gets some)")
     started = time.perf_counter()
     with byte_progress(err_console, transient=False) as progress:
         cached = load_cached_tokens(file, tokenizer, val_split, cache_dir, progress)

@@ -1,4 +1,4 @@
-"""Sample from a checkpoint and evaluate it: `myllm generate`, `myllm eval`."""
+"""Sample from a checkpoint: `myllm generate`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, _choices, app
-from myllm.config.commands import EvalOptions, GenerateOptions
+from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, app
+from myllm.config.commands import GenerateOptions
+from myllm.run.files import tokenizer_beside
 
 # --- generate ---
 
@@ -64,7 +65,7 @@ def generate(
     GenerateOptions(max_new_tokens, temperature, top_k, top_p, seed, num_samples)
     settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     loaded = read_checkpoint(checkpoint)
-    char_tokenizer = load_tokenizer(tokenizer or checkpoint.parent / "tokenizer.json")
+    char_tokenizer = load_tokenizer(tokenizer or tokenizer_beside(checkpoint))
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     check_dtype(dtype)
     chosen = load_backend(backend or native_backend(checkpoint))
@@ -84,46 +85,3 @@ def generate(
         sys.stdout.write("\n")
         raise typer.Exit(130) from None
     sys.stdout.write("\n")
-
-
-# --- eval ---
-
-
-@app.command("eval")
-def eval_command(
-    checkpoint: Annotated[Path, typer.Option(help="a .pt or .safetensors checkpoint")],
-    data: Annotated[
-        str | None, typer.Option(help="UTF-8 text file (default: the run's own --data)")
-    ] = None,
-    split: Annotated[
-        str,
-        typer.Option(
-            help="the run's validation or training part, or the whole text",
-            **_choices("val", "train", "all"),
-        ),
-    ] = "val",
-    eval_iters: Annotated[
-        int | None,
-        typer.Option("--eval-iters", min=1, help="N seeded batches (default: every window)"),
-    ] = None,
-    backend: CheckpointBackend = None,
-    device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print the result as one JSON object")
-    ] = False,
-) -> None:
-    """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""
-    import json
-
-    from myllm.train.evaluation import evaluate_checkpoint
-
-    EvalOptions(eval_iters)
-    result = evaluate_checkpoint(checkpoint, data, split, eval_iters, backend, device)
-    if json_output:
-        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
-        return
-    sys.stdout.write(
-        f"{result.split} loss {result.loss_nats:.4f} nats, {result.bits_per_character:.4f} bits "
-        f"per character, perplexity {result.perplexity:.3f} ({result.windows:,} windows of "
-        f"{result.block_size} on {result.data}, {result.backend})\n"
-    )

@@ -19,6 +19,7 @@ from typing import Any
 
 from myllm.backend.precision import COMPILE_CHOICES, DTYPE_CHOICES
 from myllm.config.schema import check_fields, declared, problem, setting
+from myllm.data.tokenizers import TOKENIZERS
 from myllm.errors import UserError
 from myllm.generate.sampling import SamplingSettings
 
@@ -118,7 +119,7 @@ class TrainConfig:
         envvar="MYLLM_TF32",
     )  # fmt: skip
     tokenizer: str = setting(
-        "char", "char, or byte: any file, losses in bits per byte", choices=("char", "byte")
+        "char", "char, or byte: any file, losses in bits per byte", choices=tuple(TOKENIZERS)
     )
     cache_dir: str | None = setting(
         None, "token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)"

@@ -7,11 +7,14 @@ str prompt (as its UTF-8 bytes), decode ids back to a str (invalid sequences rep
 
 from __future__ import annotations
 
+import codecs
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from myllm.data.text_file import read_chunks
 from myllm.errors import UserError
 
 FORMAT = "myllm.data.byte_tokenizer"
@@ -21,6 +24,9 @@ class ByteTokenizer:
     """Maps each byte value of a sorted vocabulary to its index."""
 
     mode = "byte"
+    unit = "byte"
+    FORMAT = FORMAT
+    alphabet_size = 256
 
     def __init__(self, byte_values: list[int]):
         if sorted(set(byte_values)) != list(byte_values) or not all(
@@ -42,9 +48,37 @@ class ByteTokenizer:
         counts = np.bincount(np.frombuffer(raw, dtype=np.uint8), minlength=256)
         return cls(np.flatnonzero(counts).tolist())
 
+    @classmethod
+    def from_symbols(cls, symbols: np.ndarray) -> ByteTokenizer:
+        """The tokenizer of the sorted byte values found in a file (the token cache's scan)."""
+        return cls([int(value) for value in symbols])
+
+    @classmethod
+    def from_vocabulary(cls, vocabulary: list[int]) -> ByteTokenizer:
+        return cls(list(vocabulary))
+
+    @staticmethod
+    def symbol_chunks(
+        path: Path, chunk_bytes: int | None = None
+    ) -> Iterator[tuple[bytes, np.ndarray]]:
+        """(raw chunk, its byte values) for each chunk of any file."""
+        for chunk in read_chunks(path, chunk_bytes):
+            yield chunk, np.frombuffer(chunk, dtype=np.uint8)
+
     @property
     def vocab_size(self) -> int:
         return len(self.byte_values)
+
+    @property
+    def vocabulary(self) -> list[int]:
+        return self.byte_values
+
+    @property
+    def index(self) -> dict[int, int]:
+        return self.byte_to_idx
+
+    def show(self, symbols: list[int]) -> str:
+        return " ".join(f"0x{value:02x}" for value in symbols[:20])
 
     @property
     def char_to_idx(self) -> dict[str, int]:
@@ -59,9 +93,8 @@ class ByteTokenizer:
         raw = text.encode("utf-8") if isinstance(text, str) else text
         unknown = self.unknown_bytes(raw)
         if unknown and not skip_unknown:
-            shown = " ".join(f"0x{value:02x}" for value in unknown[:20])
             raise UserError(
-                f"{len(unknown)} byte(s) not in the vocabulary: {shown}; "
+                f"{len(unknown)} byte(s) not in the vocabulary: {self.show(unknown)}; "
                 "remove them or pass --skip-unknown"
             )
         return [self.byte_to_idx[value] for value in raw if value in self.byte_to_idx]
@@ -80,6 +113,11 @@ class ByteTokenizer:
     def decode(self, indices) -> str:
         """The text of `indices`; byte sequences that are not UTF-8 become U+FFFD."""
         return self.decode_bytes(indices).decode("utf-8", errors="replace")
+
+    def stream_decoder(self) -> Callable[[int], str]:
+        """A character may span tokens: the decoder holds back its first bytes until it is whole."""
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return lambda token: decoder.decode(self.decode_bytes([token]))
 
     def to_json(self) -> str:
         return json.dumps(

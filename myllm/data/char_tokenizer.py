@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 
+from myllm.data.text_file import decoded_chunks
 from myllm.errors import UserError
 
 FORMAT = "myllm.char_tokenizer"
+UNICODE_POINTS = 0x110000
 
 
 class CharTokenizer:
     """Maps each character of a sorted vocabulary to its index (the reference's stoi / itos)."""
+
+    mode = "char"
+    unit = "character"
+    FORMAT = FORMAT
+    alphabet_size = UNICODE_POINTS
 
     def __init__(self, chars: list[str]):
         if len(set(chars)) != len(chars):
@@ -29,9 +37,36 @@ class CharTokenizer:
         """Vocabulary = sorted set of the text's characters, as in the reference."""
         return cls(sorted(set(text)))
 
+    @classmethod
+    def from_symbols(cls, symbols: np.ndarray) -> CharTokenizer:
+        """The tokenizer of the sorted code points found in a text (the token cache's scan)."""
+        return cls([chr(int(point)) for point in symbols])
+
+    @classmethod
+    def from_vocabulary(cls, vocabulary: list[str]) -> CharTokenizer:
+        return cls(list(vocabulary))
+
+    @staticmethod
+    def symbol_chunks(
+        path: Path, chunk_bytes: int | None = None
+    ) -> Iterator[tuple[bytes, np.ndarray]]:
+        """(raw chunk, its code points): the text decoded from UTF-8 a chunk at a time."""
+        return decoded_chunks(path, chunk_bytes)
+
     @property
     def vocab_size(self) -> int:
         return len(self.chars)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.chars
+
+    @property
+    def index(self) -> dict[str, int]:
+        return self.char_to_idx
+
+    def show(self, symbols: list[str]) -> str:
+        return " ".join(repr(ch) for ch in symbols[:20])
 
     def unknown_characters(self, text: str) -> list[str]:
         return sorted(set(text) - self.char_to_idx.keys())
@@ -40,9 +75,8 @@ class CharTokenizer:
         """Indices of `text`; characters outside the vocabulary raise a UserError naming them."""
         unknown = self.unknown_characters(text)
         if unknown and not skip_unknown:
-            shown = " ".join(repr(ch) for ch in unknown[:20])
             raise UserError(
-                f"{len(unknown)} character(s) not in the vocabulary: {shown}; "
+                f"{len(unknown)} character(s) not in the vocabulary: {self.show(unknown)}; "
                 "remove them or pass --skip-unknown"
             )
         return [self.char_to_idx[ch] for ch in text if ch in self.char_to_idx]
@@ -62,6 +96,10 @@ class CharTokenizer:
     def decode(self, indices) -> str:
         return "".join(self.chars[int(i)] for i in indices)
 
+    def stream_decoder(self) -> Callable[[int], str]:
+        """One token is one character: each decodes on its own."""
+        return lambda token: self.decode([token])
+
     def to_json(self) -> str:
         return json.dumps(
             {"format": FORMAT, "vocab_size": self.vocab_size, "chars": self.chars},
@@ -74,20 +112,8 @@ class CharTokenizer:
         atomic_write_text(Path(path), self.to_json())
 
     @classmethod
-    def load(
-        cls, path: str | Path, fix: str = "pass --tokenizer PATH/tokenizer.json"
-    ) -> CharTokenizer:
-        """Read and check a tokenizer.json; `fix` says how to fix a missing one in this command."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"tokenizer file {path} not found: {fix}")
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, OSError) as error:
-            raise UserError(
-                f"tokenizer file {path} is not a myllm tokenizer.json ({error}): "
-                "use the tokenizer.json written beside the checkpoint"
-            ) from None
+    def from_payload(cls, payload: dict, path: Path) -> CharTokenizer:
+        """The tokenizer of a parsed tokenizer.json whose format is FORMAT, checked whole."""
         return cls(tokenizer_chars(payload, path))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from myllm.atomic import atomic_write
 from myllm.errors import UserError
+from myllm.paths import check_directory, check_file
 
 MIRROR_ENV = "MYLLM_DATA_MIRROR"
 DEFAULT_CORPUS = "tinyshakespeare"
@@ -169,17 +170,17 @@ def _read_source(info: CorpusInfo, mirror: Path | None) -> bytes:
 
 
 def _read_mirror(info: CorpusInfo, mirror: Path) -> bytes:
-    if not mirror.is_dir():
-        raise UserError(
-            f"mirror folder {mirror} does not exist: pass --mirror DIR (or set {MIRROR_ENV}) "
-            f"to a folder holding {info.file}"
-        )
+    check_directory(
+        mirror, "mirror folder", f"pass --mirror DIR (or set {MIRROR_ENV}) to a folder holding "
+        f"{info.file}",
+    )  # fmt: skip
     path = mirror / info.file
-    if not path.is_file():
+    if not path.exists():
         raise UserError(
             f"mirror folder {mirror} has no {info.file} (corpus {info.name}): copy it there "
             f"from {info.url} or pass another --mirror DIR"
         )
+    check_file(path, "mirror file", f"copy {info.file} there from {info.url}")
     return path.read_bytes()
 
 

@@ -1,4 +1,5 @@
-"""A training Corpus from a text file, through the token cache, with a progress bar.
+"""The one path from a text file to a Corpus (train, eval and bench): the token cache, a progress
+bar, the run's tokenizer.
 
 The tokens stay memory-mapped: a 1 GB text costs a few MB of memory, not gigabytes. A resumed run
 whose tokenizer.json differs from the text's own vocabulary (trained on another text) gets its
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +24,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from myllm.data.byte_tokenizer import ByteTokenizer
-from myllm.data.sampler import Corpus, check_corpus_sizes, check_known_characters
-from myllm.data.token_cache import CachedTokens, load_cached_tokens
-from myllm.data.token_cache import Progress as ProgressCallback
-from myllm.data.tokenizers import Tokenizer, tokenizer_mode, unit_name
+from myllm.data.text_file import Progress as ProgressCallback
+from myllm.data.token_cache import load_cached_tokens
+from myllm.data.token_file import CachedTokens
+from myllm.data.tokenizers import Tokenizer
 from myllm.errors import UserError
 
 STAGE_NAMES = {
@@ -58,6 +59,48 @@ def byte_progress(console: Console, transient: bool = True) -> Iterator[Progress
         yield report
 
 
+@dataclass
+class Corpus:
+    """The tokens of one text, with its tokenizer and where the validation split starts."""
+
+    tokenizer: Tokenizer
+    tokens: np.ndarray  # [N] the token cache's memory-mapped uint8/16/32 (or a re-numbered copy)
+    split: int  # the reference's int(N * (1 - val_split))
+
+    @property
+    def train_tokens(self) -> np.ndarray:
+        return self.tokens[: self.split]
+
+    @property
+    def val_tokens(self) -> np.ndarray:
+        return self.tokens[self.split :]
+
+
+def read_corpus(
+    data_path: Path,
+    val_split: float,
+    mode: str = "char",
+    cache_dir: str | None = None,
+    tokenizer: Tokenizer | None = None,
+    console: Console | None = None,
+) -> Corpus:
+    """The tokens of `data_path` (memory-mapped, built once by the token cache) and a tokenizer.
+
+    `tokenizer`, a run's own, must be of `mode`; the text's tokens are then in its ids.
+    """
+    if tokenizer is not None and tokenizer.mode != mode:
+        raise UserError(
+            f"--tokenizer {mode} differs from the checkpoint's {tokenizer.mode} "
+            "tokenizer: drop the flag when resuming"
+        )
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(byte_progress(console)) if console else None
+        cached = load_cached_tokens(data_path, mode, val_split, cache_dir, progress)
+    if tokenizer is None:
+        return Corpus(cached.tokenizer, cached.tokens, cached.split)
+    return Corpus(tokenizer, renumber(cached, tokenizer), cached.split)
+
+
 def load_corpus(
     data_path: Path,
     block_size: int,
@@ -67,37 +110,39 @@ def load_corpus(
     tokenizer: Tokenizer | None = None,
     console: Console | None = None,
 ) -> Corpus:
-    """The train / validation tokens of `data_path` (memory-mapped) and their tokenizer."""
-    if tokenizer is not None and tokenizer_mode(tokenizer) != mode:
+    """The corpus a run trains on: read_corpus, each split holding at least one window."""
+    corpus = read_corpus(data_path, val_split, mode, cache_dir, tokenizer, console)
+    check_corpus_sizes(corpus, block_size)
+    return corpus
+
+
+def check_corpus_sizes(corpus: Corpus, block_size: int) -> None:
+    """Each split must hold at least one window of block_size + 1 tokens."""
+    unit = corpus.tokenizer.unit
+    if len(corpus.tokens) < block_size + 1:
         raise UserError(
-            f"--tokenizer {mode} differs from the checkpoint's {tokenizer_mode(tokenizer)} "
-            "tokenizer: drop the flag when resuming"
+            f"the text has {len(corpus.tokens)} {unit}s, fewer than block_size + 1 = "
+            f"{block_size + 1}: use a longer text or a smaller --block-size"
         )
-    with contextlib.ExitStack() as stack:
-        progress = stack.enter_context(byte_progress(console)) if console else None
-        cached = load_cached_tokens(data_path, mode, val_split, cache_dir, progress)
-    tokens = cached.tokens
-    if tokenizer is not None:
-        tokens = renumber(cached, tokenizer)
-    else:
-        tokenizer = cached.tokenizer
-    train_tokens, val_tokens = tokens[: cached.split], tokens[cached.split :]
-    check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size, unit_name(mode))
-    return Corpus(tokenizer, train_tokens, val_tokens)
+    for name, tokens in (("training", corpus.train_tokens), ("validation", corpus.val_tokens)):
+        if len(tokens) < block_size + 1:
+            raise UserError(
+                f"the {name} split has {len(tokens)} {unit}s, too few for one window of "
+                f"block_size + 1 = {block_size + 1}: adjust --val-split or use a smaller "
+                "--block-size or a longer text"
+            )
 
 
 def renumber(cached: CachedTokens, tokenizer: Tokenizer) -> np.ndarray:
     """The cached tokens in `tokenizer`'s ids; a UserError names symbols it does not know."""
-    source = cached.tokenizer
-    if isinstance(source, ByteTokenizer):
-        assert isinstance(tokenizer, ByteTokenizer)
-        if source.byte_values == tokenizer.byte_values:
-            return cached.tokens
-        tokenizer.encode(bytes(source.byte_values))  # raises on unknown bytes
-        table = np.array([tokenizer.byte_to_idx[v] for v in source.byte_values], dtype=np.int32)
-    else:
-        if source.chars == tokenizer.chars:
-            return cached.tokens
-        check_known_characters(tokenizer, source.chars)
-        table = np.array([tokenizer.char_to_idx[ch] for ch in source.chars], dtype=np.int32)
+    source = cached.tokenizer.vocabulary
+    if source == tokenizer.vocabulary:
+        return cached.tokens
+    unknown = [symbol for symbol in source if symbol not in tokenizer.index]
+    if unknown:
+        raise UserError(
+            f"the text has {len(unknown)} {tokenizer.unit}(s) not in the run's vocabulary: "
+            f"{tokenizer.show(unknown)}; use the --data the run was trained on"
+        )
+    table = np.array([tokenizer.index[symbol] for symbol in source], dtype=np.int32)
     return table[cached.tokens]

@@ -1,4 +1,4 @@
-"""Corpus reading, the train/validation split and the deterministic batch sampler.
+"""The deterministic batch sampler and the validation batches, over a Corpus's tokens.
 
 The sampler is plain numpy and depends only on (seed, epoch, step), so both backends see the same
 batches for the same seed, a resumed run sees the batches it would have seen, and data-parallel
@@ -9,102 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.permutation import FeistelPermutation
-from myllm.errors import UserError
-
-
-def check_data_file(path: Path) -> None:
-    """A UserError naming what `path` is when it is not a readable, non-empty regular file."""
-    if not path.exists():
-        raise UserError(f"data file {path} not found: pass --data PATH or run `myllm data fetch`")
-    if path.is_dir():
-        raise UserError(f"data file {path} is a directory: pass --data PATH of a text file")
-    if not path.is_file():
-        raise UserError(
-            f"data file {path} is not a regular file (a pipe, device or socket): "
-            "pass --data PATH of a text file"
-        )
-    if path.stat().st_size == 0:
-        raise UserError(f"data file {path} is empty: pass a text file with content")
-
-
-def read_text(path: str | Path) -> str:
-    """The UTF-8 text of `path`, or a UserError saying what is wrong with the file."""
-    path = Path(path)
-    check_data_file(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"data file {path} is not UTF-8 text (byte {error.start}): convert it, "
-            "e.g. `iconv -f latin1 -t utf-8`"
-        ) from None
-    except OSError as error:
-        raise UserError(
-            f"data file {path} could not be read ({error.strerror or error}): "
-            "pass --data PATH of a readable text file"
-        ) from None
-    if not text:
-        raise UserError(f"data file {path} is empty: pass a text file with content")
-    return text
-
-
-@dataclass
-class Corpus:
-    """The encoded train and validation tokens of one text, with its tokenizer."""
-
-    tokenizer: CharTokenizer  # or a ByteTokenizer (byte mode): the same interface
-    train_tokens: np.ndarray  # [N_train] int32, or the token cache's memory-mapped uint8/16/32
-    val_tokens: np.ndarray  # [N_val]
-
-
-def prepare_corpus(
-    text: str, block_size: int, val_split: float, tokenizer: CharTokenizer | None = None
-) -> Corpus:
-    """Encode `text` and split it at int(len * (1 - val_split)), as the reference does."""
-    if tokenizer is not None:  # a resumed run's vocabulary: the text must not go beyond it
-        check_known_characters(tokenizer, sorted(set(text)))
-    tokenizer = tokenizer or CharTokenizer.build_vocab(text)
-    tokens = tokenizer.encode_array(text)
-    split = int(len(tokens) * (1 - val_split))
-    train_tokens, val_tokens = tokens[:split], tokens[split:]
-    check_corpus_sizes(len(tokens), len(train_tokens), len(val_tokens), block_size)
-    return Corpus(tokenizer, train_tokens, val_tokens)
-
-
-def check_known_characters(tokenizer: CharTokenizer, characters: list[str]) -> None:
-    """A resumed run's vocabulary must hold every character of the text it trains on."""
-    unknown = [ch for ch in characters if ch not in tokenizer.char_to_idx]
-    if unknown:
-        shown = " ".join(repr(ch) for ch in unknown[:20])
-        raise UserError(
-            f"the text has {len(unknown)} character(s) not in the resumed run's vocabulary: "
-            f"{shown}; resume with the --data the run was trained on"
-        )
-
-
-def check_corpus_sizes(
-    num_tokens: int, num_train: int, num_val: int, block_size: int, unit: str = "character"
-) -> None:
-    """Each split must hold at least one window of block_size + 1 tokens."""
-    if num_tokens < block_size + 1:
-        raise UserError(
-            f"the text has {num_tokens} {unit}s, fewer than block_size + 1 = {block_size + 1}: "
-            "use a longer text or a smaller --block-size"
-        )
-    for name, size in (("training", num_train), ("validation", num_val)):
-        if size < block_size + 1:
-            raise UserError(
-                f"the {name} split has {size} {unit}s, too few for one window of "
-                f"block_size + 1 = {block_size + 1}: adjust --val-split or use a smaller "
-                "--block-size or a longer text"
-            )
 
 
 def windows(

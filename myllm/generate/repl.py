@@ -12,8 +12,7 @@ from typing import TextIO
 import numpy as np
 
 from myllm.backend.contract import Decoder
-from myllm.data.char_tokenizer import CharTokenizer
-from myllm.data.tokenizers import stream_decoder
+from myllm.data.tokenizers import Tokenizer
 from myllm.errors import UserError
 from myllm.generate.loop import generate_tokens
 from myllm.generate.sampling import SamplingSettings
@@ -33,7 +32,7 @@ Commands:
 class GenerationRequest:
     """What one generation needs besides the decoder: text in, settings, randomness."""
 
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     settings: SamplingSettings
     rng: np.random.Generator
     num_samples: int = 1
@@ -41,7 +40,7 @@ class GenerationRequest:
     skip_unknown: bool = False
 
 
-def encode_prompt(tokenizer: CharTokenizer, prompt: str, skip_unknown: bool) -> list[int]:
+def encode_prompt(tokenizer: Tokenizer, prompt: str, skip_unknown: bool) -> list[int]:
     ids = tokenizer.encode(prompt, skip_unknown=skip_unknown)
     if ids:
         return ids
@@ -57,7 +56,7 @@ def generate_text(
     printed one after the other. Returns the continuations (without the prompt).
     """
     ids = encode_prompt(request.tokenizer, prompt, request.skip_unknown)
-    decode_next = stream_decoder(request.tokenizer)  # byte mode: a character may span tokens
+    decode_next = request.tokenizer.stream_decoder()  # byte mode: a character may span tokens
     produced: list[list[int]] = [[] for _ in range(request.num_samples)]
     steps = generate_tokens(
         decoder, ids, request.settings, request.rng, request.num_samples, request.use_kv_cache

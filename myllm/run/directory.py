@@ -15,28 +15,25 @@ import os
 from pathlib import Path
 from typing import Any
 
+from myllm.backend.registry import CHECKPOINT_SUFFIXES
 from myllm.errors import UserError
-from myllm.run.files import RunFiles
-
-LOCK_NAME = "run.lock"
-RUN_FILES = ("run.json", "metrics.jsonl", "metrics.superseded.jsonl", "tokenizer.json")
-CHECKPOINT_SUFFIXES = (".pt", ".safetensors")
+from myllm.run.files import LAST_CHECKPOINT, LOCK, RUN_RECORDS, TOKENIZER, RunFiles
 
 
 def run_files_in(directory: Path) -> list[Path]:
-    """The files of a run in `directory`: RUN_FILES and checkpoints."""
+    """The files of a run in `directory`: RUN_RECORDS and checkpoints."""
     if not directory.is_dir():
         return []
     return sorted(
         path
         for path in directory.iterdir()
-        if path.is_file() and (path.name in RUN_FILES or path.suffix in CHECKPOINT_SUFFIXES)
+        if path.is_file() and (path.name in RUN_RECORDS or path.suffix in CHECKPOINT_SUFFIXES)
     )
 
 
 def holds_run(directory: Path) -> bool:
     """True when `directory` holds a run's records (a lone tokenizer.json is not a run)."""
-    return any(path.name != "tokenizer.json" for path in run_files_in(directory))
+    return any(path.name != TOKENIZER for path in run_files_in(directory))
 
 
 def check_new_run_directory(directory: Path, suffix: str, overwrite: bool) -> None:
@@ -45,7 +42,7 @@ def check_new_run_directory(directory: Path, suffix: str, overwrite: bool) -> No
         return
     raise UserError(
         f"checkpoint directory {directory} already holds a run: continue it with "
-        f"--resume {directory / ('checkpoint_last' + suffix)}, replace it with --overwrite, "
+        f"--resume {directory / (LAST_CHECKPOINT + suffix)}, replace it with --overwrite, "
         "or pass another --checkpoint-dir"
     )
 
@@ -65,7 +62,7 @@ class RunLock:
     """
 
     def __init__(self, directory: Path):
-        self.path = directory / LOCK_NAME
+        self.path = directory / LOCK
         self.handle: int | None = None
 
     def acquire(self) -> None:

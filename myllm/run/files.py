@@ -16,6 +16,26 @@ from typing import Any
 from myllm.atomic import atomic_write, atomic_write_text
 from myllm.errors import UserError
 
+# A run directory's file names, spelled here only (checkpoints add their backend's suffix).
+RUN_INFO = "run.json"
+METRICS = "metrics.jsonl"
+SUPERSEDED_METRICS = "metrics.superseded.jsonl"
+TOKENIZER = "tokenizer.json"
+LOCK = "run.lock"
+RUN_RECORDS = (RUN_INFO, METRICS, SUPERSEDED_METRICS, TOKENIZER)
+LAST_CHECKPOINT = "checkpoint_last"
+BEST_CHECKPOINT = "best_model"
+
+
+def epoch_checkpoint(epoch: int) -> str:
+    """The checkpoint name saved at the end of `epoch` (counted from 1)."""
+    return f"checkpoint_epoch_{epoch}"
+
+
+def tokenizer_beside(checkpoint: Path) -> Path:
+    """The tokenizer.json a run writes beside its checkpoints."""
+    return checkpoint.parent / TOKENIZER
+
 
 @dataclass
 class RunFiles:
@@ -45,15 +65,15 @@ class RunFiles:
 
     @property
     def tokenizer(self) -> Path:
-        return self.directory / "tokenizer.json"
+        return self.directory / TOKENIZER
 
     @property
     def metrics(self) -> Path:
-        return self.directory / "metrics.jsonl"
+        return self.directory / METRICS
 
     def set_aside_metrics_after(self, step: int) -> int:
         """Move metrics.jsonl's records of steps after `step` to metrics.superseded.jsonl."""
-        aside = self.directory / "metrics.superseded.jsonl"
+        aside = self.directory / SUPERSEDED_METRICS
         try:
             return set_aside_records_after(self.metrics, step, aside)
         except OSError as error:
@@ -64,7 +84,7 @@ class RunFiles:
 
     @property
     def run_info(self) -> Path:
-        return self.directory / "run.json"
+        return self.directory / RUN_INFO
 
     def write_run_info(self, info: dict[str, Any]) -> None:
         info = {

@@ -24,7 +24,7 @@ from myllm.data.tokenizers import unit_name
 from myllm.errors import UserError
 from myllm.generate.loop import generate_tokens
 from myllm.run.directory import claim_run_directory, holds_run, remove_run_files
-from myllm.run.files import MetricsLog, RunFiles
+from myllm.run.files import BEST_CHECKPOINT, LAST_CHECKPOINT, MetricsLog, RunFiles, epoch_checkpoint
 from myllm.train.evaluation import bits_per_character
 from myllm.train.evaluation_plan import plan_evaluation
 from myllm.train.interrupts import GracefulStop, until_stopped
@@ -152,11 +152,11 @@ class TrainingRun:
                     self.end_of_epoch()
                     window_start = time.perf_counter()
                 if self.periodic_save_due(last):
-                    self.save("checkpoint_last")
+                    self.save(LAST_CHECKPOINT)
                     window_start = time.perf_counter()
             if pending:  # interrupted between log points
                 self.log_steps(pending, lr, None, metrics, run_start)
-            self.save("checkpoint_last")  # still under GracefulStop: a 2nd signal leaves no litter
+            self.save(LAST_CHECKPOINT)  # still under GracefulStop: a 2nd signal leaves no litter
         metrics.close()
         return self.finish(stop.requested, stop.exit_code)
 
@@ -319,17 +319,17 @@ class TrainingRun:
             )
         if self.state.best_val_loss is None or val_loss < self.state.best_val_loss:
             self.state.best_val_loss = val_loss
-            self.save("best_model")
+            self.save(BEST_CHECKPOINT)
 
     def end_of_epoch(self) -> None:
         epoch = self.state.step // self.sampler.steps_per_epoch
         self.state.epoch = epoch
-        self.save(f"checkpoint_epoch_{epoch}")
+        self.save(epoch_checkpoint(epoch))
         if epoch % self.config.sample_every_epochs == 0:
             self.print_sample()
 
     def save(self, name: str) -> None:
-        if name == "checkpoint_last":
+        if name == LAST_CHECKPOINT:
             self.last_save_time = time.monotonic()
         checkpoint = self.trainer.checkpoint()
         # Every rank checks (data-parallel ranks hold the same weights), so all stop together.
@@ -356,7 +356,7 @@ class TrainingRun:
             self.console.print(self.sample_text(), markup=False, highlight=False)
 
     def finish(self, signal_number: int | None, exit_code: int) -> TrainResult:
-        last = self.files.checkpoint("checkpoint_last")
+        last = self.files.checkpoint(LAST_CHECKPOINT)
         if self.is_main:
             if signal_number is not None:
                 self.console.print(

@@ -13,6 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from myllm.checkpoint.state import parameter_count
 from myllm.config.settings import ModelConfig
 from myllm.errors import UserError
 
@@ -31,13 +32,6 @@ class StepMemory:
     @property
     def total(self) -> int:
         return self.weights_and_optimizer + self.activations
-
-
-def parameter_count(config: ModelConfig) -> int:
-    """Parameters of the GPT (lm_head is tied to the token embedding, so counted once)."""
-    d, f = config.d_model, config.d_ff
-    per_layer = 4 * d * d + d + 2 * d * f + f + d + 4 * d  # attention, feed-forward, two norms
-    return (config.vocab_size + config.max_seq_len) * d + config.n_layers * per_layer + 2 * d
 
 
 def activation_count(config: ModelConfig, batch_size: int, block_size: int) -> int:

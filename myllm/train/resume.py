@@ -16,6 +16,7 @@ from myllm.config.schema import check_value, declared, flag_of
 from myllm.config.settings import MACHINE_SETTINGS, ModelConfig, ModelSettings, TrainConfig
 from myllm.data.tokenizers import Tokenizer, load_tokenizer
 from myllm.errors import UserError
+from myllm.run.files import tokenizer_beside
 
 
 @dataclass
@@ -68,7 +69,7 @@ def check_steps_left(config: TrainConfig, step: int, path: Path) -> None:
 def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> Tokenizer:
     """The tokenizer.json beside the checkpoint, checked against the model's vocabulary."""
     tokenizer = load_tokenizer(
-        resume.parent / "tokenizer.json", fix="put the run's tokenizer.json beside the checkpoint"
+        tokenizer_beside(resume), fix="put the run's tokenizer.json beside the checkpoint"
     )
     check_tokenizer_matches(tokenizer, checkpoint.model_config, resume)
     return tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from myllm.backend.registry import CHECKPOINT_SUFFIXES, backend_names, is_installed, load_backend
+from myllm.backend.registry import backend_names, checkpoint_suffix, is_installed, load_backend
 from myllm.checkpoint.state import TrainingState
 from myllm.config.settings import ModelConfig, ModelSettings, TrainConfig
 from myllm.data.corpus import load_corpus
@@ -21,9 +21,6 @@ from myllm.run.directory import (
 from myllm.train.loop import TrainingRun, TrainResult
 from myllm.train.memory import check_step_fits, physical_memory
 from myllm.train.resume import Resume, check_resume_matches, load_resume_tokenizer
-
-# Each backend's checkpoint extension, known before the backend (and its framework) is imported.
-SUFFIX_OF_BACKEND = {backend: suffix for suffix, backend in CHECKPOINT_SUFFIXES.items()}
 
 
 def run_training(
@@ -46,7 +43,7 @@ def run_training(
         load_backend(backend_name)  # raises the error naming the backends or the install
     ModelConfig(vocab_size=1, max_seq_len=train_config.block_size, **model_settings.given())
     continues_in_place = continues_run_in_place(resume, train_config)
-    suffix = SUFFIX_OF_BACKEND[backend_name]
+    suffix = checkpoint_suffix(backend_name)
     if not continues_in_place:
         check_new_run_directory(Path(train_config.checkpoint_dir), suffix, overwrite)
     checkpoint = resume.checkpoint if resume else None

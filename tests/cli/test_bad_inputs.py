@@ -21,6 +21,7 @@ from myllm.checkpoint.io import read_checkpoint, write_checkpoint
 from myllm.checkpoint.state import parameter_shapes
 from myllm.config.settings import ModelConfig
 from myllm.data.char_tokenizer import FORMAT, CharTokenizer
+from myllm.data.tokenizers import load_tokenizer
 from myllm.errors import UserError
 from myllm.train.memory import (
     GIB,
@@ -178,7 +179,7 @@ def _checkpoint_with_random_weights(config: ModelConfig):
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "devnull", "missing"], ids=lambda kind: kind)
 def test_data_that_is_not_a_regular_file_is_reported_as_what_it_is(kind, tmp_path):
-    from myllm.data.sampler import read_text
+    from myllm.data.text_file import check_data_file
 
     path = {"directory": tmp_path, "devnull": Path("/dev/null")}.get(kind, tmp_path / "x")
     if kind == "fifo":
@@ -190,7 +191,7 @@ def test_data_that_is_not_a_regular_file_is_reported_as_what_it_is(kind, tmp_pat
         "missing": "not found",
     }[kind]
     with pytest.raises(UserError, match=expected):
-        read_text(path)
+        check_data_file(path)
 
 
 def test_data_directory_on_the_cli_exits_2(tmp_path):
@@ -298,7 +299,7 @@ def test_an_inconsistent_tokenizer_json_is_refused_naming_the_file(case, tmp_pat
     path = tmp_path / "tokenizer.json"
     path.write_text(json.dumps(payload), encoding="utf-8")
     with pytest.raises(UserError, match=problem) as refused:
-        CharTokenizer.load(path)
+        load_tokenizer(path)
     assert str(path) in str(refused.value) and "\n" not in str(refused.value)
 
 
@@ -307,7 +308,7 @@ def test_a_tokenizer_mismatch_is_refused_on_the_cli(trained, tmp_path):
     run.mkdir()
     path = run / trained["torch"].name
     path.write_bytes(trained["torch"].read_bytes())
-    chars = CharTokenizer.load(trained["torch"].parent / "tokenizer.json").chars
+    chars = load_tokenizer(trained["torch"].parent / "tokenizer.json").vocabulary
     payload = {"format": FORMAT, "vocab_size": len(chars) + 1, "chars": chars}
     (run / "tokenizer.json").write_text(json.dumps(payload), encoding="utf-8")
     result = run_cli("generate", "--checkpoint", path, "--max-new-tokens", 5)

@@ -120,8 +120,26 @@ def test_resumed_run_plots_each_step_once(tmp_path: Path) -> None:
 
 
 def test_missing_directory(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"nowhere does not exist: pass a checkpoint directory"):
+    with pytest.raises(UserError, match=r"nowhere not found: pass a checkpoint directory"):
         plot_runs([tmp_path / "nowhere"], tmp_path / "loss.png")
+
+
+def test_metrics_jsonl_that_is_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    (tmp_path / "run" / "metrics.jsonl").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"metrics\.jsonl is a directory, not a file"):
+        plot_runs([tmp_path / "run"], tmp_path / "loss.png")
+
+
+def test_unreadable_metrics_jsonl_is_one_line(tmp_path: Path, monkeypatch) -> None:
+    """As root ignores chmod, the refusal of open() is simulated where the check opens it."""
+    run = write_run(tmp_path / "run", "torch")
+
+    def refuse(path, flags, *args):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("myllm.paths.os.open", refuse)
+    with pytest.raises(UserError, match=r"metrics\.jsonl cannot be read \(Permission denied\)"):
+        plot_runs([run], tmp_path / "loss.png")
 
 
 def test_directory_without_metrics(tmp_path: Path) -> None:

@@ -6,8 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from myllm import cli
-from myllm.config.presets import PRESETS, get_preset, parameter_count, training_memory_bytes
+from myllm.checkpoint.state import parameter_count
+from myllm.config.presets import PRESETS, get_preset
 from myllm.errors import UserError
+from myllm.train.memory import estimate_step_memory
 
 
 def test_parameter_count_matches_the_torch_model():
@@ -20,7 +22,10 @@ def test_parameter_count_matches_the_torch_model():
 def test_presets_grow_up_to_gpt2_small_and_unknown_names_fail():
     gpt2 = PRESETS["gpt2-small"]
     assert (gpt2.n_layers, gpt2.d_model, gpt2.block_size) == (12, 768, 1024)
-    sizes = [training_memory_bytes(p.model_config(65), p.batch_size) for p in PRESETS.values()]
+    sizes = [
+        estimate_step_memory(p.model_config(65), p.batch_size, p.block_size).total
+        for p in PRESETS.values()
+    ]
     assert sizes == sorted(sizes)
     with pytest.raises(UserError, match="unknown preset 'huge'"):
         get_preset("huge")

@@ -12,7 +12,7 @@ from myllm.config.settings import ModelSettings
 from myllm.data.byte_tokenizer import ByteTokenizer
 from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.token_cache import load_cached_tokens
-from myllm.data.tokenizers import load_tokenizer, stream_decoder
+from myllm.data.tokenizers import load_tokenizer
 from myllm.errors import UserError
 from myllm.train.setup import run_training
 from tests.helpers import TINY_MODEL, tiny_train_config
@@ -51,7 +51,7 @@ def test_prompt_is_encoded_as_utf8_and_unknown_bytes_are_named():
 
 def test_streamed_decoding_holds_back_a_split_character():
     tokenizer = ByteTokenizer.build_vocab("é😀a")
-    decode = stream_decoder(tokenizer)
+    decode = tokenizer.stream_decoder()
     pieces = [decode(token) for token in tokenizer.encode("😀éa")]
     assert pieces[:3] == ["", "", ""] and "".join(pieces) == "😀éa"
 

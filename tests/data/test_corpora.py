@@ -141,10 +141,16 @@ def test_no_mirror_and_no_network_suggests_a_mirror(tmp_path: Path, offline: lis
 
 
 def test_missing_mirror_folder_or_file_is_a_user_error(tmp_path: Path, offline: list[str]):
-    with pytest.raises(UserError, match="does not exist"):
+    with pytest.raises(UserError, match="nowhere not found"):
         fetch("sherlock_holmes", dest_dir=tmp_path, mirror=tmp_path / "nowhere")
     with pytest.raises(UserError, match=r"has no sherlock_holmes\.txt"):
         fetch("sherlock_holmes", dest_dir=tmp_path, mirror=tmp_path)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UserError, match="a_file is a file, not a directory"):
+        fetch("sherlock_holmes", dest_dir=tmp_path, mirror=tmp_path / "a_file")
+    (tmp_path / "sherlock_holmes.txt").mkdir()
+    with pytest.raises(UserError, match=r"sherlock_holmes\.txt is a directory"):
+        fetch("sherlock_holmes", dest_dir=tmp_path / "out", mirror=tmp_path)
     assert offline == []
 
 

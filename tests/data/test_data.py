@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from myllm.data.sampler import BatchSampler, prepare_corpus, read_text, validation_batches
+from myllm.data.corpus import load_corpus
+from myllm.data.sampler import BatchSampler, validation_batches
 from myllm.errors import UserError
 
 
@@ -55,26 +56,30 @@ def test_validation_full_pass_covers_every_window_once():
     np.testing.assert_array_equal(sampled[1][0], again[1][0])
 
 
-def test_split_is_reference_formula():
+def write(path, content):
+    path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return path
+
+
+def test_split_is_reference_formula(tmp_path):
     text = "abcdefghij" * 100
-    corpus = prepare_corpus(text, block_size=8, val_split=0.1)
+    corpus = load_corpus(write(tmp_path / "t.txt", text), 8, 0.1, cache_dir=str(tmp_path / "c"))
     assert len(corpus.train_tokens) == int(1000 * 0.9)
     assert corpus.tokenizer.decode(corpus.val_tokens[:10]) == text[900:910]
 
 
-def test_corpus_errors_name_the_fix():
+def test_corpus_errors_name_the_fix(tmp_path):
     with pytest.raises(UserError, match="fewer than block_size"):
-        prepare_corpus("short", block_size=8, val_split=0.1)
+        load_corpus(write(tmp_path / "short.txt", "short"), 8, 0.1, cache_dir=str(tmp_path))
     with pytest.raises(UserError, match="validation split has"):
-        prepare_corpus("x" * 100, block_size=16, val_split=0.1)
+        load_corpus(write(tmp_path / "x.txt", "x" * 100), 16, 0.1, cache_dir=str(tmp_path))
 
 
-def test_read_text_errors(tmp_path):
+def test_data_file_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        read_text(tmp_path / "missing.txt")
-    (tmp_path / "empty.txt").write_bytes(b"")
+        load_corpus(tmp_path / "missing.txt", 8, 0.1)
     with pytest.raises(UserError, match="empty"):
-        read_text(tmp_path / "empty.txt")
-    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+        load_corpus(write(tmp_path / "empty.txt", b""), 8, 0.1)
+    latin1 = write(tmp_path / "latin1.txt", "café".encode("latin-1") * 20)
     with pytest.raises(UserError, match="not UTF-8"):
-        read_text(tmp_path / "latin1.txt")
+        load_corpus(latin1, 8, 0.1, cache_dir=str(tmp_path / "c"))

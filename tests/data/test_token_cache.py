@@ -12,17 +12,11 @@ import pytest
 from myllm.data import token_cache
 from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.corpus import load_corpus
-from myllm.data.sampler import prepare_corpus
-from myllm.data.token_cache import (
-    build_cache,
-    load_cached_tokens,
-    open_cache,
-    read_header,
-    resolve_cache_dir,
-    scan_text,
-)
+from myllm.data.token_cache import build_cache, load_cached_tokens, resolve_cache_dir, scan_text
+from myllm.data.token_file import open_cache, read_header
 from myllm.errors import UserError
 from myllm.train.evaluation_plan import FULL_PASS_MAX_WINDOWS, SAMPLED_EVAL_BATCHES, plan_evaluation
+from tests.helpers import text_corpus
 
 MULTIBYTE = "héllo wörld — ünïcode 😀 Ω≈ç√ ∫˜µ\n" * 7
 
@@ -32,7 +26,7 @@ def cached(path: Path, cache_dir: Path, **kwargs):
 
 
 def test_tokens_and_split_equal_todays_in_memory_encoding(text_file, tmp_path):
-    corpus = prepare_corpus(text_file.read_text(encoding="utf-8"), 16, 0.1)
+    corpus = text_corpus(text_file.read_text(encoding="utf-8"))
     result = cached(text_file, tmp_path / "cache")
     assert isinstance(result.tokens, np.memmap) and result.tokens.dtype == np.uint8
     assert result.tokenizer.chars == corpus.tokenizer.chars
@@ -170,7 +164,7 @@ def test_resumed_tokenizer_renumbers_the_cached_tokens(tmp_path):
     corpus = load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), wider)
     assert corpus.tokenizer is wider
     np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
-    with pytest.raises(UserError, match="not in the resumed run's vocabulary"):
+    with pytest.raises(UserError, match="not in the run's vocabulary"):
         load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), CharTokenizer(list("ab")))
 
 
@@ -204,4 +198,4 @@ def test_data_prepare_builds_then_finds_the_cache(text_file, tmp_path):
     bad = CliRunner().invoke(cli.app, [*args, "--tokenizer", "word"])
     assert isinstance(bad.exception, UserError) and "--tokenizer char or byte" in str(bad.exception)
     missing = CliRunner().invoke(cli.app, ["data", "prepare", str(tmp_path / "none.txt")])
-    assert isinstance(missing.exception, UserError) and "an existing FILE" in str(missing.exception)
+    assert "none.txt not found" in str(missing.exception)

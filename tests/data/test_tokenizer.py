@@ -3,6 +3,7 @@
 import pytest
 
 from myllm.data.char_tokenizer import CharTokenizer
+from myllm.data.tokenizers import load_tokenizer
 from myllm.errors import UserError
 from tests.helpers import sample_text
 
@@ -32,13 +33,13 @@ def test_unknown_characters_are_named_or_skipped():
 def test_save_load_round_trip_keeps_unicode(tmp_path):
     tokenizer = CharTokenizer.build_vocab("naïve café — ok\n")
     tokenizer.save(tmp_path / "tokenizer.json")
-    loaded = CharTokenizer.load(tmp_path / "tokenizer.json")
+    loaded = load_tokenizer(tmp_path / "tokenizer.json")
     assert loaded.chars == tokenizer.chars
 
 
 def test_load_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="not found"):
-        CharTokenizer.load(tmp_path / "missing.json")
+        load_tokenizer(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(UserError, match=r"not a myllm tokenizer\.json"):
-        CharTokenizer.load(tmp_path / "bad.json")
+        load_tokenizer(tmp_path / "bad.json")

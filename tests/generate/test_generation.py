@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from myllm.backend.registry import load_backend
-from myllm.data.sampler import BatchSampler, prepare_corpus
+from myllm.data.sampler import BatchSampler
 from myllm.generate.loop import generate_tokens
 from myllm.generate.sampling import SamplingSettings
-from tests.helpers import BACKENDS, sample_text, tiny_model_config, tiny_train_config
+from tests.helpers import BACKENDS, sample_text, text_corpus, tiny_model_config, tiny_train_config
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -15,7 +15,7 @@ def decoder(request, tmp_path_factory):
     """A tiny model after some steps on real text, so greedy decoding is not one repeated token."""
     backend = load_backend(request.param)
     tmp_path = tmp_path_factory.mktemp("generation")
-    corpus = prepare_corpus(sample_text(), block_size=16, val_split=0.1)
+    corpus = text_corpus(sample_text())
     config = tiny_model_config(corpus.tokenizer.vocab_size)
     trainer = backend.Trainer(config, tiny_train_config(tmp_path, tmp_path))
     sampler = BatchSampler(corpus.train_tokens, 16, 16, seed=0)

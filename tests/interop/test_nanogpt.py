@@ -21,7 +21,7 @@ from torch import nn
 from myllm.backend.registry import load_backend
 from myllm.checkpoint.io import read_checkpoint, write_checkpoint
 from myllm.cli.convert import convert
-from myllm.data.char_tokenizer import CharTokenizer
+from myllm.data.tokenizers import load_tokenizer
 from myllm.errors import UserError
 from myllm.generate.repl import GenerationRequest, generate_text
 from myllm.generate.sampling import SamplingSettings
@@ -191,7 +191,7 @@ def load_like_sample_py(directory: Path) -> tuple[NanoGPT, dict]:
 def myllm_greedy(backend_name: str, checkpoint_path: Path, prompt: str, tokens: int) -> str:
     backend = load_backend(backend_name)
     decoder = backend.load_decoder(read_checkpoint(checkpoint_path), "cpu")
-    tokenizer = CharTokenizer.load(checkpoint_path.parent / "tokenizer.json")
+    tokenizer = load_tokenizer(checkpoint_path.parent / "tokenizer.json")
     request = GenerationRequest(
         tokenizer, SamplingSettings(0.0, 0, 1.0, tokens), np.random.default_rng(0)
     )
@@ -219,7 +219,7 @@ def test_nanogpt_checkpoint_becomes_myllm(tmp_path, backend_name, compiled):
     destination = tmp_path / "myllm" / f"model{SUFFIX[backend_name]}"
     run_convert(tmp_path / "out" / "ckpt.pt", destination)
 
-    assert CharTokenizer.load(destination.parent / "tokenizer.json").chars == chars
+    assert load_tokenizer(destination.parent / "tokenizer.json").chars == chars
     with torch.no_grad():
         expected = reference(torch.from_numpy(IDS)).numpy()
     worst = np.abs(myllm_logits(backend_name, destination, IDS) - expected).max()
@@ -265,7 +265,7 @@ def test_myllm_checkpoint_becomes_nanogpt(tmp_path, backend_name):
     exported = tmp_path / "nanogpt" / "ckpt.pt"
     run_convert(source, exported, to="nanogpt")
     nanogpt_model, meta = load_like_sample_py(exported.parent)
-    chars = CharTokenizer.load(source.parent / "tokenizer.json").chars
+    chars = load_tokenizer(source.parent / "tokenizer.json").chars
     assert [meta["itos"][i] for i in range(meta["vocab_size"])] == chars
 
     with torch.no_grad():

@@ -6,9 +6,16 @@ import numpy as np
 
 from myllm.checkpoint.io import read_checkpoint, write_checkpoint
 from myllm.config.settings import ModelSettings
-from myllm.data.sampler import BatchSampler, prepare_corpus
+from myllm.data.sampler import BatchSampler
 from myllm.train.setup import run_training
-from tests.helpers import TINY_MODEL, logits_of, sample_text, tiny_model_config, tiny_train_config
+from tests.helpers import (
+    TINY_MODEL,
+    logits_of,
+    sample_text,
+    text_corpus,
+    tiny_model_config,
+    tiny_train_config,
+)
 
 
 def read_metrics(directory):
@@ -51,7 +58,7 @@ def test_epoch_mode_writes_epoch_checkpoints(backend, tmp_path):
 
 def test_checkpoint_reloads_to_identical_logits(backend, text_file, tmp_path):
     """float32: the reloaded model's logits equal the trained model's exactly."""
-    corpus = prepare_corpus(text_file.read_text(), 16, 0.1)
+    corpus = text_corpus(text_file.read_text())
     model_config = tiny_model_config(corpus.tokenizer.vocab_size)
     trainer = backend.Trainer(model_config, tiny_train_config(text_file, tmp_path))
     sampler = BatchSampler(corpus.train_tokens, 16, 4, seed=0)
