@@ -39,6 +39,11 @@ TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", 
 SUFFIXES = {"torch": ".pt", "mlx": ".safetensors"}
 
 
+def myllm(*args: object) -> CliResult:
+    """`myllm ARGS` through the CLI's entry point, in this process (helpers.run_cli)."""
+    return run_cli(*args)
+
+
 def myllm_process(*args: object, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "myllm", *map(str, args)],
@@ -108,8 +113,8 @@ TRAIN_FLAGS = [
 def test_bad_train_flags_are_refused_in_one_line(data, tmp_path):
     """Each fails at validation, before a backend is chosen, so torch alone stands for both."""
     for flags, flag in TRAIN_FLAGS:
-        result = run_cli("train", "--backend", "torch", "--data", data,
-                         "--checkpoint-dir", tmp_path / "run", *TINY, *flags)  # fmt: skip
+        result = myllm("train", "--backend", "torch", "--data", data,
+                       "--checkpoint-dir", tmp_path / "run", *TINY, *flags)  # fmt: skip
         assert_one_line_refusal(result, flag)
         assert not (tmp_path / "run").exists()  # refused before anything was written
 
@@ -126,7 +131,7 @@ def test_bad_generate_flags_are_refused_in_one_line(trained):
         ("mlx", ["--seed", str(2**63)], "--seed"),
     ]
     for backend, flags, name in cases:
-        result = run_cli("generate", "--checkpoint", trained[backend], "--backend", backend, *flags)
+        result = myllm("generate", "--checkpoint", trained[backend], "--backend", backend, *flags)
         assert_one_line_refusal(result, name)
 
 
@@ -154,15 +159,15 @@ def test_error_messages_name_only_flags_of_the_command(data, tmp_path):
         run / "checkpoint_last.safetensors",
         _checkpoint_with_random_weights(model_config),
     )
-    result = run_cli("train", "--backend", "mlx", "--data", data, "--block-size", 16,
-                     "--resume", run / "checkpoint_last.safetensors")  # fmt: skip
+    result = myllm("train", "--backend", "mlx", "--data", data, "--block-size", 16,
+                   "--resume", run / "checkpoint_last.safetensors")  # fmt: skip
     assert_one_line_refusal(result, "--data")
     assert "--skip-unknown" not in result.stderr
     (run / "tokenizer.json").unlink()
-    result = run_cli("train", "--backend", "mlx", "--resume", run / "checkpoint_last.safetensors")
+    result = myllm("train", "--backend", "mlx", "--resume", run / "checkpoint_last.safetensors")
     assert_one_line_refusal(result, "tokenizer.json")
     assert "--tokenizer" not in result.stderr
-    result = run_cli("bench", "--backends", "torch", "--block-size", "0")
+    result = myllm("bench", "--backends", "torch", "--block-size", "0")
     assert result.returncode == 2 and "--max-seq-len" not in result.stderr
 
 
@@ -195,7 +200,7 @@ def test_data_that_is_not_a_regular_file_is_reported_as_what_it_is(kind, tmp_pat
 
 
 def test_data_directory_on_the_cli_exits_2(tmp_path):
-    result = run_cli("train", "--data", tmp_path, "--checkpoint-dir", tmp_path / "run", *TINY)
+    result = myllm("train", "--data", tmp_path, "--checkpoint-dir", tmp_path / "run", *TINY)
     assert_one_line_refusal(result, "is a directory", "--data")
 
 
@@ -225,8 +230,8 @@ def test_the_memory_estimate_grows_with_the_batch_and_refuses_past_the_limit():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_batch_too_big_for_the_machine_is_refused_before_allocating(backend, data, tmp_path):
-    result = run_cli("train", "--backend", backend, "--data", data, "--checkpoint-dir",
-                     tmp_path / "run", "--device", "cpu", "--batch-size", 10**9)  # fmt: skip
+    result = myllm("train", "--backend", backend, "--data", data, "--checkpoint-dir",
+                   tmp_path / "run", "--device", "cpu", "--batch-size", 10**9)  # fmt: skip
     assert_one_line_refusal(result, "GiB", "this machine has", "--batch-size")
 
 
@@ -248,7 +253,7 @@ def test_flipped_tensor_bytes_are_refused_naming_the_tensor(backend, trained, tm
     path.write_bytes(bytes(damaged))
     with pytest.raises(UserError, match=r"corrupt checkpoint .*blocks\.1\.feed_forward\.linear1"):
         read_checkpoint(path)
-    result = run_cli("generate", "--checkpoint", path, "--max-new-tokens", 5)
+    result = myllm("generate", "--checkpoint", path, "--max-new-tokens", 5)
     assert_one_line_refusal(result, "corrupt checkpoint", "blocks.1.feed_forward.linear1.weight")
 
 
@@ -311,20 +316,20 @@ def test_a_tokenizer_mismatch_is_refused_on_the_cli(trained, tmp_path):
     chars = load_tokenizer(trained["torch"].parent / "tokenizer.json").vocabulary
     payload = {"format": FORMAT, "vocab_size": len(chars) + 1, "chars": chars}
     (run / "tokenizer.json").write_text(json.dumps(payload), encoding="utf-8")
-    result = run_cli("generate", "--checkpoint", path, "--max-new-tokens", 5)
+    result = myllm("generate", "--checkpoint", path, "--max-new-tokens", 5)
     assert_one_line_refusal(result, "vocab_size", str(run / "tokenizer.json"))
 
 
 def test_convert_refuses_a_folder_with_another_tokenizer(trained, tmp_path):
     CharTokenizer.build_vocab("xyz").save(tmp_path / "tokenizer.json")
     destination = tmp_path / "converted.safetensors"
-    result = run_cli("convert", trained["torch"], destination)
+    result = myllm("convert", trained["torch"], destination)
     assert_one_line_refusal(result, "another vocabulary")
     assert not destination.exists()
     same = tmp_path / "same"
     same.mkdir()
     (same / "tokenizer.json").write_bytes((trained["torch"].parent / "tokenizer.json").read_bytes())
-    assert run_cli("convert", trained["torch"], same / "converted.safetensors").returncode == 0
+    assert myllm("convert", trained["torch"], same / "converted.safetensors").returncode == 0
 
 
 # --- MLX's kernel cache ---
