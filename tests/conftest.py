@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# Tiny models run fastest on one thread; on a shared 2-core machine two threads spin on each
+# other. Set before torch and OpenBLAS load: this process and every `myllm` it starts use one.
+os.environ.update({"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+
 # Import order matters on Linux CPU: torch first (so its BLAS calls stay on its own MKL), then
 # myllm_mlx, which loads the system OpenBLAS before anything imports mlx.core.
 import torch  # isort: skip

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +201,36 @@ class RunsCode:
 # --- the CLI ---
 
 
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+@dataclass
+class CliResult:
+    """What a `myllm` command left: its exit code and output, named like a subprocess's."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: object, input: str = "") -> CliResult:
+    """`myllm ARGS` in this process, through `main` (the console script's own entry point, so
+    its one-line errors and exit codes are the real ones), without a subprocess's start-up and
+    framework imports. A subprocess stays the test where the process itself is the point."""
+    from myllm.cli import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    argv, stdin = sys.argv, sys.stdin
+    sys.argv, sys.stdin = ["myllm", *map(str, args)], io.StringIO(input)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main()
+    except SystemExit as exit_info:  # main() always ends in sys.exit(code)
+        code = 0 if exit_info.code is None else exit_info.code
+    finally:
+        sys.argv, sys.stdin = argv, stdin
+    return CliResult(code, stdout.getvalue(), stderr.getvalue())
+
+
+def assert_user_error(result: CliResult | subprocess.CompletedProcess, *fragments: str) -> None:
     """Exit code 2, no traceback, one line on stderr that names the problem."""
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -1,8 +1,9 @@
 """Bad input is refused before any work, in one line naming the flag, exit 2 (issue 12).
 
 Flags, damaged checkpoints, inconsistent tokenizer.json files, data paths that are not files,
-batches that cannot fit in memory and an unwritable TMPDIR, through the real CLI in a subprocess
-where the CLI is the point, and in-process otherwise.
+batches that cannot fit in memory and an unwritable TMPDIR: through the CLI's entry point
+in-process (`run_cli`), and in a subprocess where the process start is the point (MLX reads
+TMPDIR when it is imported).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from myllm.train.memory import (
     largest_batch_that_fits,
     parameter_count,
 )
-from tests.helpers import BACKENDS, sample_text, tiny_model_config
+from tests.helpers import BACKENDS, CliResult, run_cli, sample_text, tiny_model_config
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
@@ -38,17 +39,22 @@ TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", 
 SUFFIXES = {"torch": ".pt", "mlx": ".safetensors"}
 
 
-def myllm(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
+def myllm(*args: object) -> CliResult:
+    """`myllm ARGS` through the CLI's entry point, in this process (helpers.run_cli)."""
+    return run_cli(*args)
+
+
+def myllm_process(*args: object, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "myllm", *map(str, args)],
         capture_output=True,
         text=True,
-        env=env or ENV,
+        env=env,
         timeout=300,
     )
 
 
-def assert_one_line_refusal(result: subprocess.CompletedProcess, *expected: str) -> None:
+def assert_one_line_refusal(result: CliResult | subprocess.CompletedProcess, *expected: str):
     """Exit 2, one line on stderr, no traceback, and the expected words in it."""
     message = result.stderr.strip()
     assert result.returncode == 2, message[-2000:]
@@ -335,7 +341,7 @@ def test_mlx_with_an_unusable_tmpdir_falls_back_and_says_so(tmpdir, data, tmp_pa
     if tmpdir == "a file":
         unusable.write_text("")
     env = {**ENV, "TMPDIR": str(unusable)}
-    result = myllm("train", "--backend", "mlx", "--data", data, "--checkpoint-dir",
-                   tmp_path / "run", *TINY, "--max-steps", 2, env=env)  # fmt: skip
+    result = myllm_process("train", "--backend", "mlx", "--data", data, "--checkpoint-dir",
+                           tmp_path / "run", *TINY, "--max-steps", 2, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"TMPDIR={unusable} is not a writable directory" in result.stderr

@@ -1,4 +1,5 @@
-"""The real CLI in a subprocess: a run end to end, and every bad input -> one line, exit 2."""
+"""The CLI end to end: a real run in a subprocess, generation from it (once in a subprocess, the
+rest in-process through the same entry point), and every bad input -> one line, exit 2."""
 
 from __future__ import annotations
 
@@ -9,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, sample_text
+from tests.helpers import ONE_THREAD_ENV, assert_user_error, run_cli, sample_text
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread is fastest
 TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
         "--batch-size", "8", "--dropout", "0", "--device", "cpu"]  # fmt: skip
 
 
-def myllm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def myllm(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "myllm", *map(str, args)],
         capture_output=True,
         text=True,
-        cwd=cwd,
+        env=ONE_THREAD_ENV,
         timeout=300,
     )
 
@@ -41,7 +43,7 @@ def trained_run(tmp_path_factory) -> Path:
 def test_train_then_generate_greedy_is_reproducible(trained_run):
     args = ["generate", "--checkpoint", trained_run / "best_model.pt", "--prompt", "ROMEO:",
             "--max-new-tokens", "40", "--temperature", "0"]  # fmt: skip
-    first, second = myllm(*args), myllm(*args)
+    first, second = myllm(*args), run_cli(*args)  # a fresh process, then this one
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("ROMEO:") and len(first.stdout) == len("ROMEO:") + 40 + 1
     assert first.stdout == second.stdout
@@ -50,7 +52,9 @@ def test_train_then_generate_greedy_is_reproducible(trained_run):
 def test_seeded_sampling_is_reproducible(trained_run):
     args = ["generate", "--checkpoint", trained_run / "checkpoint_last.pt", "--max-new-tokens",
             "60", "--seed", "3", "--top-k", "20", "--top-p", "0.9"]  # fmt: skip
-    assert myllm(*args).stdout == myllm(*args).stdout
+    first, second = run_cli(*args), run_cli(*args)
+    assert first.returncode == 0 and len(first.stdout) == 60 + 1, first.stderr
+    assert first.stdout == second.stdout
 
 
 def test_underscore_flags_are_accepted(tmp_path):
@@ -58,7 +62,7 @@ def test_underscore_flags_are_accepted(tmp_path):
     flags = ["--checkpoint_dir", tmp_path / "r", "--max_steps", "2", "--batch_size", "4",
              "--block_size", "8", "--d_model", "16", "--n_heads", "2", "--n_layers", "1",
              "--val_split", "0.2", "--eval_iters", "1"]  # fmt: skip
-    result = myllm("train", "--data", tmp_path / "in.txt", *flags)
+    result = run_cli("train", "--data", tmp_path / "in.txt", *flags)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r" / "checkpoint_last.pt").is_file()
 
@@ -97,7 +101,7 @@ def test_bad_training_inputs_exit_2_and_leave_files_alone(trained_run, tmp_path)
             else args
         )
         defaults = ["--block-size", "16", "--max-steps", "1", "--device", "cpu"]
-        assert_user_error(myllm("train", *defaults, *args), *fragments)
+        assert_user_error(run_cli("train", *defaults, *args), *fragments)
     assert digest(trained_run) == before
 
 
@@ -121,12 +125,12 @@ def test_bad_generation_inputs_exit_2(trained_run, tmp_path):
         (["--checkpoint", best, "--backend", "jax"], ("unknown backend",)),
     ]  # fmt: skip
     for args, fragments in cases:
-        assert_user_error(myllm("generate", "--max-new-tokens", "5", *args), *fragments)
+        assert_user_error(run_cli("generate", "--max-new-tokens", "5", *args), *fragments)
 
 
 def test_skip_unknown_drops_characters(trained_run):
-    result = myllm("generate", "--checkpoint", trained_run / "best_model.pt", "--prompt", "A☃",
-                   "--skip-unknown", "--max-new-tokens", "5", "--temperature", "0")  # fmt: skip
+    result = run_cli("generate", "--checkpoint", trained_run / "best_model.pt", "--prompt", "A☃",
+                     "--skip-unknown", "--max-new-tokens", "5", "--temperature", "0")  # fmt: skip
     assert result.returncode == 0, result.stderr
 
 
@@ -135,7 +139,7 @@ def test_interactive_repl_changes_settings(trained_run):
     result = subprocess.run(
         [sys.executable, "-m", "myllm", "generate", "--checkpoint",
          str(trained_run / "best_model.pt"), "--interactive"],
-        input=script, capture_output=True, text=True, timeout=120,
+        input=script, capture_output=True, text=True, env=ONE_THREAD_ENV, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "temperature=0.0" in result.stdout and "max_new_tokens=12" in result.stdout

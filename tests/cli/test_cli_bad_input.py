@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -12,10 +10,10 @@ from myllm.errors import UserError
 from myllm.train.setup import run_training
 from tests.helpers import (
     DROPOUT_MODEL,
-    ONE_THREAD_ENV,
     RunsCode,
     assert_user_error,
     constant_checkpoint,
+    run_cli,
     sample_text,
     two_epoch_config,
 )
@@ -49,11 +47,7 @@ def test_bad_resume_inputs_exit_2(tmp_path):
         (["--resume", tmp_path / "garbled.safetensors"], ("corrupt",)),
     ]
     for args, fragments in cases:
-        result = subprocess.run(
-            [sys.executable, "-m", "myllm", "train", "--data", str(data), "--max-steps", "1",
-             "--block-size", "4", *map(str, args)],
-            capture_output=True, text=True, timeout=120, env=ONE_THREAD_ENV,
-        )  # fmt: skip
+        result = run_cli("train", "--data", data, "--max-steps", 1, "--block-size", 4, *args)
         assert_user_error(result, *fragments)
     assert not marker.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(

@@ -1,8 +1,9 @@
 """A run is never lost: the run-directory guard, the lock, --overwrite, resume history, periodic
 saves that survive a SIGKILL, and prompt stops during an evaluation (issue 12).
 
-Most tests drive the real CLI in a subprocess, because the exit code, the one-line message and
-what a killed process leaves on disk are the point.
+The exit code, the one-line message and what a killed process leaves on disk are the point: the
+runs a test signals or kills are real processes (start_myllm); the others go through the CLI's
+entry point in this process (helpers.run_cli), with the same exit codes and messages.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from myllm.errors import UserError
 from myllm.run.directory import RunLock, check_new_run_directory, holds_run, remove_run_files
-from tests.helpers import BACKENDS, sample_text
+from tests.helpers import BACKENDS, CliResult, run_cli, sample_text
 
 SUFFIXES = {"torch": ".pt", "mlx": ".safetensors"}
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,14 +29,8 @@ TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", 
         "--batch-size", "8", "--device", "cpu", "--seed", "3"]  # fmt: skip
 
 
-def myllm(*args: object, check_rc: int | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "myllm", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
+def myllm(*args: object, check_rc: int | None = None) -> CliResult:
+    result = run_cli(*args)
     if check_rc is not None:
         assert result.returncode == check_rc, result.stderr[-2000:]
     return result

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 import signal
-import subprocess
-import sys
 
 import pytest
 
@@ -15,9 +13,9 @@ from myllm.train.divergence import divergence, loss_ceiling
 from myllm.train.setup import run_training
 from tests.helpers import (
     DROPOUT_MODEL,
-    ONE_THREAD_ENV,
     all_weights_finite,
     resume_from,
+    run_cli,
     signal_at_step,
     two_epoch_config,
 )
@@ -81,11 +79,7 @@ def test_divergence_on_the_cli_is_one_line_exit_1(backend, small_text, tmp_path,
         signal_at_step(patch, backend.Trainer, 5, signal.SIGINT)
         run_training(backend.name, two_epoch_config(small_text, tmp_path), DROPOUT_MODEL)
     before = last.read_bytes()
-    result = subprocess.run(
-        [sys.executable, "-m", "myllm", "train", "--backend", backend.name, "--resume", str(last),
-         "--lr", "1e6"],
-        capture_output=True, text=True, timeout=300, env=ONE_THREAD_ENV,
-    )  # fmt: skip
+    result = run_cli("train", "--backend", backend.name, "--resume", last, "--lr", "1e6")
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     [error] = [line for line in result.stderr.splitlines() if "error" in line]

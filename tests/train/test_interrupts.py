@@ -23,6 +23,7 @@ from tests.helpers import (
     TINY_CLI,
     TOTAL_STEPS,
     resume_from,
+    run_cli,
     sample_text,
     signal_at_step,
     temp_files,
@@ -101,9 +102,8 @@ def test_sigint_on_the_cli_exits_130_says_how_to_resume_and_the_resume_is_exact(
     step = read_checkpoint(last).training.step
     assert 5 <= step < 150 and train_losses(run)[-1][0] == step
 
-    resumed = myllm_process("train", "--backend", backend.name, "--resume", last)
-    _, stderr = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, stderr
+    resumed = run_cli("train", "--backend", backend.name, "--resume", last)  # here, in-process
+    assert resumed.returncode == 0, resumed.stderr
     assert read_checkpoint(last).training.step == 150
     _, stderr = whole.communicate(timeout=300)
     assert whole.returncode == 0, stderr

@@ -27,16 +27,32 @@ from tests.helpers import (
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread is fastest
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """backend -> (result, run directory) of the whole two-epoch run, trained once per backend
+    for the module and only read by the tests (each interruption is compared with it)."""
+    runs = {}
+
+    def run(backend, small_text):
+        if backend.name not in runs:
+            directory = tmp_path_factory.mktemp(f"whole-{backend.name}")
+            config = two_epoch_config(small_text, directory)
+            runs[backend.name] = run_training(backend.name, config, DROPOUT_MODEL), directory
+        return runs[backend.name]
+
+    return run
+
+
 @pytest.mark.parametrize(
     ("stop_at", "signum"),
     [(1, signal.SIGHUP), (13, signal.SIGTERM), (STEPS_PER_EPOCH, signal.SIGINT)],
     ids=["first-step-sighup", "mid-epoch-sigterm", "epoch-end"],
 )
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
-    backend, small_text, tmp_path, monkeypatch, stop_at, signum
+    backend, small_text, tmp_path, monkeypatch, stop_at, signum, uninterrupted
 ):
     """Dropout 0.1, float32 on CPU: every step's loss and the final state are bit-identical."""
-    whole = run_training(backend.name, two_epoch_config(small_text, tmp_path / "a"), DROPOUT_MODEL)
+    whole, whole_dir = uninterrupted(backend, small_text)
     assert whole.step == TOTAL_STEPS and whole.exit_code == 0
     with monkeypatch.context() as patch:
         signal_at_step(patch, backend.Trainer, stop_at, signum)
@@ -52,9 +68,9 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
     assert read_checkpoint(last).training.step == stop_at
     resumed = resume_from(backend, last)
     assert resumed.step == TOTAL_STEPS and resumed.exit_code == 0
-    assert len(train_losses(tmp_path / "a")) == TOTAL_STEPS
-    assert train_losses(tmp_path / "b") == train_losses(tmp_path / "a")
-    assert metric_records(tmp_path / "b") == metric_records(tmp_path / "a")  # val losses too
+    assert len(train_losses(whole_dir)) == TOTAL_STEPS
+    assert train_losses(tmp_path / "b") == train_losses(whole_dir)
+    assert metric_records(tmp_path / "b") == metric_records(whole_dir)  # val losses too
     assert resumed.best_val_loss == whole.best_val_loss
     for name in (
         "checkpoint_last",
@@ -62,7 +78,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(
         f"checkpoint_epoch_{TOTAL_STEPS // STEPS_PER_EPOCH}",
     ):
         assert_checkpoints_identical(
-            read_checkpoint(tmp_path / "a" / f"{name}{backend.checkpoint_suffix}"),
+            read_checkpoint(whole_dir / f"{name}{backend.checkpoint_suffix}"),
             read_checkpoint(tmp_path / "b" / f"{name}{backend.checkpoint_suffix}"),
         )
 
