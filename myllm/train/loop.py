@@ -131,7 +131,7 @@ class TrainingRun:
                 x, y = self.sampler.batch(state.step)
                 lr = self.schedule.lr_at(state.step)
                 rows = self.sampler.rows_in_batch(state.step)
-                pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows))
+                pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows, step=state.step))
                 state.step += 1
                 window_steps += 1
                 epoch_done = state.step % self.sampler.steps_per_epoch == 0
