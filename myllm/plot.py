@@ -62,7 +62,7 @@ def plot_runs(
     _check_png_path(out)
     labels = _run_labels(run_dirs)
     runs = [_read_run(directory, label) for directory, label in zip(run_dirs, labels, strict=True)]
-    figure = _new_figure(FIGURE_SIZE_INCHES)
+    figure = new_figure(FIGURE_SIZE_INCHES)
     if metric == "loss":
         panels, points = _draw_loss(figure, runs)
         figure.suptitle(_TITLES[metric])
@@ -81,7 +81,7 @@ def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:
     _check_png_path(out)
     results = _bench_results(bench)
     groups = list(dict.fromkeys(key for numbers in results.values() for key in numbers))
-    figure = _new_figure(BENCH_FIGURE_SIZE_INCHES)
+    figure = new_figure(BENCH_FIGURE_SIZE_INCHES)
     axes = figure.subplots()
     bar_width = 0.8 / len(results)
     points = []
@@ -210,7 +210,7 @@ def _is_number(value: Any) -> bool:
 # Drawing
 
 
-def _new_figure(size_inches: tuple[float, float]) -> Any:
+def new_figure(size_inches: tuple[float, float]) -> Any:
     """A matplotlib Figure on the Agg canvas: no window, no pyplot global state to leak."""
     try:
         import matplotlib
@@ -354,3 +354,12 @@ def _finish(
     with atomic_path(out) as temp:
         figure.savefig(temp, format="png", dpi=figure.dpi)
     return summary
+
+
+def save_figure(figure: Any, out: Path) -> None:
+    """Lay out `figure` and write it to `out` as a PNG, atomically (myllm compare's figure)."""
+    _check_png_path(out)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as temp:
+        figure.savefig(temp, format="png", dpi=figure.dpi)

@@ -16,6 +16,9 @@ from myllm.cli import generate  # noqa: F401
 from myllm.cli import convert  # noqa: F401
 
 # isort: split
+from myllm.cli import compare  # noqa: F401
+
+# isort: split
 from myllm.cli import bench, data  # noqa: F401
 
 __all__ = ["UNDERSCORE_SPELLINGS", "app", "hyphenate_options", "main"]
