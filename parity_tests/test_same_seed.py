@@ -9,6 +9,8 @@ the unaccumulated one on each backend (the masks are the same; only the summatio
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,7 @@ from myllm.backend.registry import load_backend
 from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.data.sampler import BatchSampler
 from myllm.train.schedule import CosineSchedule
-from tests.helpers import sample_tokens
+from tests.helpers import sample_text, sample_tokens
 
 BACKENDS = {name: load_backend(name) for name in ("torch", "mlx")}
 CONFIG = ModelConfig(vocab_size=65, d_model=64, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.1)
@@ -63,3 +65,32 @@ def test_accumulation_draws_the_unaccumulated_masks():
     for name in BACKENDS:
         whole, accumulated = seeded_losses(name, 1), seeded_losses(name, 2)
         assert np.abs(np.array(whole) - np.array(accumulated)).max() <= 1e-5  # float32
+
+
+def myllm(*args: object) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "myllm", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_sampling_prints_the_same_text_from_a_torch_and_an_mlx_checkpoint(tmp_path):
+    """The sampler is shared (numpy, seeded); float32 logits within 1e-4 choose the same tokens."""
+    (tmp_path / "input.txt").write_text(sample_text(5000), encoding="utf-8")
+    trained = myllm("train", "--backend", "torch", "--data", tmp_path / "input.txt",
+                    "--checkpoint-dir", tmp_path / "run", "--max-steps", "30", "--eval-iters", "1",
+                    "--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
+                    "--batch-size", "8", "--lr", "3e-3", "--device", "cpu")  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    torch_checkpoint = tmp_path / "run" / "checkpoint_last.pt"
+    mlx_checkpoint = tmp_path / "run" / "checkpoint_last.safetensors"
+    converted = myllm("convert", torch_checkpoint, mlx_checkpoint)
+    assert converted.returncode == 0, converted.stderr
+    sampling = ["--max-new-tokens", "80", "--seed", "3", "--temperature", "0.8", "--top-k", "20",
+                "--top-p", "0.9", "--prompt", "ROMEO:", "--device", "cpu"]  # fmt: skip
+    texts = [myllm("generate", "--checkpoint", path, *sampling) for path in (torch_checkpoint,
+             mlx_checkpoint)]  # fmt: skip
+    assert all(text.returncode == 0 for text in texts), [text.stderr for text in texts]
+    assert texts[0].stdout == texts[1].stdout and len(texts[0].stdout) > 80
