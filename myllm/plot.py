@@ -354,12 +354,3 @@ def _finish(
     with atomic_path(out) as temp:
         figure.savefig(temp, format="png", dpi=figure.dpi)
     return summary
-
-
-def save_figure(figure: Any, out: Path) -> None:
-    """Lay out `figure` and write it to `out` as a PNG, atomically (myllm compare's figure)."""
-    _check_png_path(out)
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as temp:
-        figure.savefig(temp, format="png", dpi=figure.dpi)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from myllm.cli.app import app
 from myllm.cli.train import COMMAND_OPTIONS, flag_settings, setting_option
+from myllm.errors import UserError
 
 COMPARE_DEFAULTS = {
     "d_model": 64, "n_heads": 4, "n_layers": 2, "block_size": 32, "batch_size": 8,
@@ -71,13 +72,15 @@ def compare(**options: Any) -> None:
     )
     settings = resolved_settings("torch", request.train_config, request.model_given)
     out = options["out"]
+    plot = options["plot"] or out / "compare.png"
+    if plot.suffix.lower() != ".png":
+        raise UserError(f"--plot {plot} is not a .png path: choose a path ending in .png")
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "compare.json"
     config_file.write_text(render(settings, "json"))
     metrics = run_both(config_file, out, options["overwrite"])
     comparison = compare_metrics(metrics["torch"], metrics["mlx"])
     print_table(comparison)
-    plot = options["plot"] or out / "compare.png"
     plot_comparison(comparison, plot, f"torch vs MLX, seed {request.train_config.seed}")
     report = comparison.to_dict(settings)
     if options["json_path"] is not None:

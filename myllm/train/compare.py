@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from myllm.atomic import atomic_path
 from myllm.errors import UserError
 
 COMPARED_BACKENDS = ("torch", "mlx")
@@ -111,7 +112,7 @@ def compare_metrics(torch_metrics: Path, mlx_metrics: Path) -> Comparison:
 
 def plot_comparison(comparison: Comparison, out: Path, title: str) -> None:
     """Both train curves overlaid (validation points on them), their difference below: a PNG."""
-    from myllm.plot import new_figure, save_figure
+    from myllm.plot import new_figure
 
     figure = new_figure((8.0, 6.0))
     losses, differences = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
@@ -134,4 +135,7 @@ def plot_comparison(comparison: Comparison, out: Path, title: str) -> None:
     differences.set_xlabel("step")
     differences.set_ylabel("|difference|")
     differences.legend()
-    save_figure(figure, out)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as temp:
+        figure.savefig(temp, format="png", dpi=figure.dpi)
