@@ -26,7 +26,7 @@ class Dropout(nn.Module):
         """x [B, ...] with dropout applied when training; keys [B, sites, 2] uint32 or None."""
         if not (self.training and self.rule.active) or keys is None:
             return x
-        return x * self.mask(keys, x.shape[1:]) * self.rule.scale
+        return mx.where(self.mask(keys, x.shape[1:]), x * self.rule.scale, 0.0)
 
     def mask(self, keys: mx.array, shape: tuple[int, ...]) -> mx.array:
         return keep_mask(keys[:, self.site], tuple(shape), self.rule.threshold)

@@ -4,7 +4,8 @@ torch has no unsigned 32-bit shifts or compares on CPU, so the hash runs on int3
 wrap around as uint32's do, a logical right shift is the arithmetic one masked to its low bits,
 and the high half's unsigned compare is a signed one against a threshold offset by 2^31. The
 bits are the reference's (MLX's twin works in uint32). The ops run in place where they can:
-eager torch makes one pass over memory per op.
+eager torch makes one pass over memory per op, and the cost of dropout is those passes
+(benchmarks/results/dropout_cost.json).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class Dropout(nn.Module):
         """x [B, ...] with dropout applied when training; keys [B, sites, 2] int32 or None."""
         if not (self.training and self.rule.active) or keys is None:
             return x
-        return x * self.mask(keys, x.shape[1:]) * self.rule.scale
+        # where, not x * mask: a bool factor would be cast to x's dtype, one more pass each way
+        return torch.where(self.mask(keys, x.shape[1:]), x * self.rule.scale, 0.0)
 
     def mask(self, keys: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         return keep_mask(keys[:, self.site], tuple(shape), self.rule.threshold)
@@ -47,8 +49,10 @@ def keep_mask(keys: torch.Tensor, shape: tuple[int, ...], threshold: int) -> tor
     h ^= keys[:, 1:2]  # the second key word, between the rounds
     h ^= (h >> 15) & 0x1FFFF
     h *= MIX_2_INT32
-    high = h >= (threshold << 16) - SIGN_BIT
-    low = h >> 16  # its low 16 bits are the logical shift's
-    low ^= h
-    low &= 0xFFFF
-    return torch.cat([high, low >= threshold], dim=1)[:, :size].view(rows, *shape)
+    # Both halves' compares write into one mask: no concatenation pass.
+    keep = torch.empty(rows, size, dtype=torch.bool, device=keys.device)
+    torch.ge(h, (threshold << 16) - SIGN_BIT, out=keep[:, :pairs])
+    h ^= h >> 16  # lowbias32's last mix; only its low 16 bits are read (no logical shift needed)
+    h &= 0xFFFF
+    torch.ge(h[:, : size - pairs], threshold, out=keep[:, pairs:])
+    return keep.view(rows, *shape)
