@@ -51,7 +51,7 @@ def plot_runs(
     _check_png_path(out)
     labels = run_labels(run_dirs)
     runs = [read_run(directory, label) for directory, label in zip(run_dirs, labels, strict=True)]
-    figure = _new_figure(FIGURE_SIZE_INCHES)
+    figure = new_figure(FIGURE_SIZE_INCHES)
     if metric == "loss":
         panels, points = _draw_loss(figure, runs)
         figure.suptitle(_TITLES[metric])
@@ -70,7 +70,7 @@ def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:
     _check_png_path(out)
     results = _bench_results(bench)
     groups = list(dict.fromkeys(key for numbers in results.values() for key in numbers))
-    figure = _new_figure(BENCH_FIGURE_SIZE_INCHES)
+    figure = new_figure(BENCH_FIGURE_SIZE_INCHES)
     axes = figure.subplots()
     bar_width = 0.8 / len(results)
     points = []
@@ -94,7 +94,7 @@ def plot_bench(bench: dict[str, Any], out: Path) -> PlotSummary:
 # Drawing
 
 
-def _new_figure(size_inches: tuple[float, float]) -> Any:
+def new_figure(size_inches: tuple[float, float]) -> Any:
     """A matplotlib Figure on the Agg canvas: no window, no pyplot global state to leak."""
     try:
         import matplotlib

@@ -16,6 +16,7 @@ do not recompile them per shape.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import mlx.core as mx
@@ -68,32 +69,24 @@ def softmax(scores: mx.array) -> mx.array:
     return mx.softmax(scores, axis=-1)
 
 
-def dropout(x: mx.array, p: float) -> mx.array:
-    """Zero each element with probability p, scale the rest by 1 / (1 - p): nn.Dropout's
-    arithmetic and random draws exactly, as a function (torch's F.sdpa takes dropout_p)."""
-    if p == 0.0:
-        return x
-    keep = 1 - p
-    return (mx.random.bernoulli(keep, x.shape) * x) * (1 / keep)
-
-
 def scaled_dot_product_attention(
     q: mx.array,
     k: mx.array,
     v: mx.array,
     attn_mask: mx.array | None = None,
-    dropout_p: float = 0.0,
     is_causal: bool = False,
+    weights_dropout: Callable[[mx.array], mx.array] | None = None,
 ) -> mx.array:
     """softmax(q k^T / sqrt(head_dim) + mask) v, as torch.nn.functional's; q, k, v [B, H, T, hd].
 
-    attn_mask: boolean, True where a query may attend; is_causal: the square causal mask.
+    attn_mask: boolean, True where a query may attend; is_causal: the square causal mask;
+    weights_dropout: applied to the attention weights (None: no dropout).
     Without dropout: MLX's fused kernel (on CPU, MLX runs it as the explicit form below with its
     own softmax, slower than ours, but switching would change evaluation losses in the last bit).
     With dropout, which the fused kernel lacks: the explicit form with the softmax above.
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    if dropout_p == 0.0:
+    if weights_dropout is None:
         mask = "causal" if is_causal else attn_mask
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # [B, H, T, S]
@@ -101,7 +94,7 @@ def scaled_dot_product_attention(
         attn_mask = mx.tril(mx.ones(scores.shape[-2:], dtype=mx.bool_))
     if attn_mask is not None:
         scores = mx.where(attn_mask, scores, -mx.inf)
-    return dropout(softmax(scores), dropout_p) @ v  # [B, H, T, hd]
+    return weights_dropout(softmax(scores)) @ v  # [B, H, T, hd]
 
 
 def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:

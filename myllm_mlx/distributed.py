@@ -58,13 +58,3 @@ def all_reduce_max(value: mx.array) -> mx.array:
 def all_reduce_sum(value: mx.array) -> mx.array:
     """The sum of `value` over all ranks (on every rank)."""
     return mx.distributed.all_sum(value)
-
-
-def split_random_stream(rank: int) -> None:
-    """Give each rank > 0 its own dropout stream, drawn from the shared one; rank 0 keeps it.
-
-    Rank 0's stream is the one checkpoints save, so a resumed run continues it.
-    """
-    if rank > 0:
-        draw = int(mx.random.randint(0, 2**31 - 1).item())
-        mx.random.seed(draw + rank)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from myllm.config.settings import ModelConfig
+from myllm.train.dropout import EMBEDDING_SITE, block_site
 from myllm_mlx.cpu_math import gelu, scaled_dot_product_attention
+from myllm_mlx.dropout import Dropout
 
 
 class KVCache:
@@ -30,17 +34,17 @@ class KVCache:
 class MultiHeadAttention(nn.Module):
     """Causal self-attention; scale 1/sqrt(d_model/n_heads); dropout on the attention weights."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, layer: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.dropout = dropout
+        self.dropout = Dropout(dropout, block_site(layer, 0))
         self.W_q = nn.Linear(d_model, d_model, bias=False)
         self.W_k = nn.Linear(d_model, d_model, bias=False)
         self.W_v = nn.Linear(d_model, d_model, bias=False)
         self.W_o = nn.Linear(d_model, d_model)
 
-    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0):
+    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0, keys=None):
         batch, length, d_model = x.shape  # [B, T, d_model]
         q, k, v = (
             W(x).reshape(batch, length, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)
@@ -48,11 +52,12 @@ class MultiHeadAttention(nn.Module):
         )  # each [B, H, T, hd]
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, H, offset+T, hd]
-        dropout_p = self.dropout if self.training else 0.0
+        dropout_on = self.training and self.dropout.rule.active and keys is not None
         mask = causal_mask(length, k.shape[2])
         is_causal = length == k.shape[2] and length > 1
+        weights_dropout = partial(self.dropout, keys=keys) if dropout_on else None
         out = scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+            q, k, v, attn_mask=mask, is_causal=is_causal, weights_dropout=weights_dropout
         )  # [B, H, T, hd]
         out = out.transpose(0, 2, 1, 3).reshape(batch, length, d_model)
         return self.W_o(out)
@@ -75,52 +80,60 @@ ACTIVATIONS = {"gelu": gelu, "gelu_tanh": nn.gelu_approx}
 class FeedForward(nn.Module):
     """linear1 -> GELU (ACTIVATIONS) -> dropout -> linear2."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str = "gelu"):
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float, layer: int = 0, activation: str = "gelu"
+    ):
         super().__init__()
         self.activation = ACTIVATIONS[activation]
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout, block_site(layer, 2))
 
-    def __call__(self, x: mx.array) -> mx.array:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+    def __call__(self, x: mx.array, keys=None) -> mx.array:
+        return self.linear2(self.dropout(self.activation(self.linear1(x)), keys))
 
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + dropout(attention(ln1(x))), then x + dropout(feed_forward(ln2(x)))."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int = 0):
         super().__init__()
-        self.attention = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
-        self.feed_forward = FeedForward(
-            config.d_model, config.d_ff, config.dropout, config.activation
-        )
+        p = config.dropout
+        self.attention = MultiHeadAttention(config.d_model, config.n_heads, p, layer)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, p, layer, config.activation)
         self.ln1 = nn.LayerNorm(config.d_model)
         self.ln2 = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.attention_dropout = Dropout(p, block_site(layer, 1))
+        self.feed_forward_dropout = Dropout(p, block_site(layer, 3))
 
-    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.dropout(self.attention(self.ln1(x), cache, layer))
-        return x + self.dropout(self.feed_forward(self.ln2(x)))
+    def __call__(self, x: mx.array, cache: KVCache | None = None, layer: int = 0, keys=None):
+        x = x + self.attention_dropout(self.attention(self.ln1(x), cache, layer, keys), keys)
+        return x + self.feed_forward_dropout(self.feed_forward(self.ln2(x), keys), keys)
 
 
 class GPTModel(nn.Module):
-    """Token + position embeddings, n_layers blocks, final LayerNorm, lm_head tied to embedding."""
+    """Token + position embeddings, n_layers blocks, final LayerNorm, lm_head tied to embedding.
+
+    The weights a run starts from are drawn by myllm/train/init.py (numpy, from the seed), the
+    same for every backend; a model built here holds MLX's default init until they are loaded.
+    Dropout masks come from `keys` (myllm/train/dropout.py), given to __call__ when training.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.max_seq_len, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
-        self.blocks = [TransformerBlock(config) for _ in range(config.n_layers)]
+        self.dropout = Dropout(config.dropout, EMBEDDING_SITE)
+        self.blocks = [TransformerBlock(config, i) for i in range(config.n_layers)]
         self.ln_final = nn.LayerNorm(config.d_model)
         # No lm_head module: MLX cannot alias one parameter under two names, so the tied output
         # projection is token_embedding.as_linear (see __call__).
-        self.apply_to_modules(lambda _, module: init_weights(module))
 
-    def __call__(self, idx: mx.array, cache: KVCache | None = None) -> mx.array:
-        """Logits [B, T, vocab] for token ids [B, T]; with a cache, positions continue after it."""
+    def __call__(self, idx: mx.array, cache: KVCache | None = None, keys=None) -> mx.array:
+        """Logits [B, T, vocab] for token ids [B, T]; with a cache, positions continue after it.
+
+        keys [B, sites, 2] uint32: the rows' dropout keys; None (evaluation, generation): none."""
         offset = cache.offset if cache is not None else 0
         length = idx.shape[1]
         if offset + length > self.config.max_seq_len:
@@ -128,25 +141,17 @@ class GPTModel(nn.Module):
                 f"{offset + length} positions exceed max_seq_len {self.config.max_seq_len}"
             )
         positions = mx.arange(offset, offset + length)
-        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions))
+        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions), keys)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)  # [B, T, d_model]
+            x = block(x, cache, layer, keys)  # [B, T, d_model]
         if cache is not None:
             cache.offset += length
         return self.token_embedding.as_linear(self.ln_final(x))  # [B, T, vocab], tied lm_head
 
 
-def init_weights(module: nn.Module) -> None:
-    """Linear and Embedding N(0, 0.02), zero biases; LayerNorm keeps its ones / zeros."""
-    if isinstance(module, nn.Linear | nn.Embedding):
-        module.weight = mx.random.normal(module.weight.shape, scale=0.02)
-    if isinstance(module, nn.Linear) and "bias" in module:
-        module.bias = mx.zeros(module.bias.shape)
-
-
-def loss_fn(model: GPTModel, x: mx.array, y: mx.array) -> mx.array:
+def loss_fn(model: GPTModel, x: mx.array, y: mx.array, keys=None) -> mx.array:
     """Mean cross-entropy of next-token prediction over all B * T positions."""
-    logits = model(x)
+    logits = model(x, keys=keys)
     return nn.losses.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="mean"
     )

@@ -82,10 +82,10 @@ def parameters_swapped_in(model: nn.Module, parameters) -> Iterator[None]:
         model.update(masters)
 
 
-def loss_in_dtype(model: nn.Module, x: mx.array, y: mx.array, dtype: str) -> mx.array:
+def loss_in_dtype(model: nn.Module, x: mx.array, y: mx.array, dtype: str, keys=None) -> mx.array:
     """Mean cross-entropy with the forward computed in `dtype` and the loss in float32."""
     with parameters_swapped_in(model, cast_parameters(model.parameters(), dtype)):
-        logits = model(x).astype(mx.float32)  # [B, T, vocab]
+        logits = model(x, keys=keys).astype(mx.float32)  # [B, T, vocab]
     return nn.losses.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="mean"
     )

@@ -18,6 +18,8 @@ from mlx.utils import tree_flatten, tree_map
 from myllm.checkpoint.state import Checkpoint, LossScaleState, OptimizerState
 from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.data.accumulation import BatchShares, evaluation_shards, step_batches
+from myllm.train.dropout import step_keys
+from myllm.train.init import initial_weights
 from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
 from myllm_mlx.distributed import (
     all_reduce_max,
@@ -27,7 +29,6 @@ from myllm_mlx.distributed import (
     finish_together,
     init_distributed,
     rank_device,
-    split_random_stream,
 )
 from myllm_mlx.generate import Decoder, load_weights
 from myllm_mlx.model import GPTModel, loss_fn
@@ -42,8 +43,8 @@ class Trainer:
         self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
-        mx.random.seed(train_config.seed)
         self.model = GPTModel(model_config)
+        load_weights(self.model, initial_weights(model_config, train_config.seed))  # as torch's
         # No DDP wrapper in MLX: step() averages the gradients itself when data parallel.
         # bias_correction=True: torch's AdamW corrects both moments, MLX's does not by default.
         self.optimizer = optim.AdamW(
@@ -62,7 +63,7 @@ class Trainer:
         # The whole step (forward, backward, clip, AdamW) is traced once per batch shape and
         # fused; the state it reads and writes is declared so the compiled graph stays pure.
         # --compile off runs the same step eagerly (the tests compare the two).
-        self.state = [self.model.state, self.optimizer.state, mx.random.state]
+        self.state = [self.model.state, self.optimizer.state]  # no RNG: dropout keys are inputs
         if self.loss_scale is not None:
             self.state.append(self.loss_scale.state)
         self.compiled = self.precision.compile
@@ -74,7 +75,6 @@ class Trainer:
         # This rank's share of the global batch, made once per size; MLX has no device to name.
         self.batch_share = BatchShares(batch_share)
         self.in_flight: list[mx.array] | None = None  # the last step's outputs, on a GPU
-        split_random_stream(self.rank)
 
     def describe_device(self) -> str:
         return describe_device(self.device)
@@ -85,27 +85,28 @@ class Trainer:
     def to_device(self, batch: np.ndarray) -> mx.array:
         return mx.array(batch.astype(np.int32))  # unified memory: no copy to a device
 
-    def loss(self, model: GPTModel, x: mx.array, y: mx.array, weight=None, scale=None):
+    def loss(self, model: GPTModel, x, y, weight=None, scale=None, keys=None):
         """The differentiated loss, in the compute dtype, times the micro-batch's `weight` when
-        given; with a float16 loss `scale`, (loss * scale, loss): the first is differentiated."""
+        given; with a float16 loss `scale`, (loss * scale, loss): the first is differentiated.
+        `keys` are the micro-batch rows' dropout keys."""
         if self.precision.low:
-            loss = loss_in_dtype(model, x, y, self.precision.dtype)
+            loss = loss_in_dtype(model, x, y, self.precision.dtype, keys)
         else:
-            loss = loss_fn(model, x, y)
+            loss = loss_fn(model, x, y, keys)
         if weight is not None:
             loss = loss * weight
         return loss if scale is None else (loss * scale, loss)
 
     def step(self, batches, share: mx.array | None):
-        """Forward and backward over the micro-batches [(x, y, weight)], then one AdamW step.
+        """Forward and backward over the micro-batches [(x, y, weight, keys)], then one AdamW step.
 
         weight None: the one micro-batch is the whole batch. Data parallel: gradients are
         averaged once, after the last micro-batch.
         """
         loss, grads = None, None  # this rank's batch mean and its gradients, summed
         scale = self.loss_scale.scale if self.loss_scale is not None else None
-        for x, y, weight in batches:
-            value, micro_grads = self.loss_and_grad(self.model, x, y, weight, scale)
+        for x, y, weight, keys in batches:
+            value, micro_grads = self.loss_and_grad(self.model, x, y, weight, scale, keys)
             micro_loss = value if scale is None else value[1]
             loss = micro_loss if loss is None else loss + micro_loss
             grads = micro_grads if grads is None else tree_map(mx.add, grads, micro_grads)
@@ -142,21 +143,24 @@ class Trainer:
             return 0
         return int(self.loss_scale.state["skipped_steps"].item())
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
-        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) as MLX scalars.
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None, step=0
+    ):
+        """Optimizer step `step` at learning rate `lr`; (loss, grad_norm) as MLX scalars.
 
         Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows
         (None: the ranks sum their shard sizes, an all-reduce); the loss returned is the global
-        batch's mean.
+        batch's mean. `step` and the global rows key the dropout masks.
         """
         self.model.train()
         self.optimizer.learning_rate = lr
         share = self.batch_share(len(x), batch_rows) if self.world_size > 1 else None
         pieces = step_batches(x, y, self.train_config.grad_accum_steps, self.world_size)
+        keys = self.dropout_keys(step, [len(x) for x, _, _ in pieces], batch_rows)
         # The weight as an array: a Python float would be a constant of the compiled graph.
         batches = [
-            (self.to_device(x), self.to_device(y), None if w is None else mx.array(w))
-            for x, y, w in pieces
+            (self.to_device(x), self.to_device(y), None if w is None else mx.array(w), k)
+            for (x, y, w), k in zip(pieces, keys, strict=True)
         ]
         loss, grad_norm = self.compiled_step(batches, share)
         if self.device.type == mx.gpu:
@@ -169,6 +173,16 @@ class Trainer:
         else:
             mx.eval(self.state, loss, grad_norm)  # MLX is lazy: bound the graph to one step
         return loss, grad_norm
+
+    def dropout_keys(self, step: int, micro_rows: list[int], batch_rows: int | None) -> list:
+        """Each micro-batch's dropout keys [rows, sites, 2] as uint32 arrays (inputs of the
+        compiled step, not constants); None each without dropout. batch_rows None: even shards."""
+        if not self.model.dropout.rule.active:
+            return [None] * len(micro_rows)
+        shard = (batch_rows or sum(micro_rows) * self.world_size, self.rank, self.world_size)
+        layers = self.model.config.n_layers
+        keys = step_keys(self.train_config.seed, step, layers, micro_rows, shard)
+        return [mx.array(k) for k in keys]
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats."""
@@ -201,7 +215,10 @@ class Trainer:
         return Decoder(self.model, self.precision.dtype)
 
     def checkpoint(self) -> Checkpoint:
-        """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""
+        """Weights and AdamW moments as a framework-free Checkpoint.
+
+        No RNG state: dropout masks are a function of (seed, step, row), so resume is exact
+        without one."""
         weights = {name: np.array(p) for name, p in tree_flatten(self.model.parameters())}
         flat_state = dict(tree_flatten(self.optimizer.state))
         optimizer = None
@@ -212,19 +229,17 @@ class Trainer:
                 exp_avg={name: np.array(flat_state[f"{name}.m"]) for name in weights},
                 exp_avg_sq={name: np.array(flat_state[f"{name}.v"]) for name in weights},
             )
-        rng = {"mlx": np.array(mx.random.state[0])}
         loss_scale = None
         if self.loss_scale is not None:
             scale = self.loss_scale.state
             loss_scale = LossScaleState(
                 float(scale["scale"].item()), int(scale["good_steps"].item()), self.skipped_steps()
             )
-        return Checkpoint(
-            self.model.config, weights, optimizer=optimizer, rng=rng, loss_scale=loss_scale
-        )
+        return Checkpoint(self.model.config, weights, optimizer=optimizer, loss_scale=loss_scale)
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Restore weights, and the optimizer and RNG state when the checkpoint has them.
+        """Restore weights, and the optimizer state when the checkpoint has it (an older
+        checkpoint's RNG state is not needed: see checkpoint).
 
         The state is updated in place: the compiled step holds references to these containers.
         """
@@ -236,11 +251,6 @@ class Trainer:
                 moments = parameter_state(self.optimizer.state, name)
                 moments["m"] = mx.array(opt.exp_avg[name])
                 moments["v"] = mx.array(opt.exp_avg_sq[name])
-        if "mlx" in checkpoint.rng:
-            # mx.random.state is read-only; key(seed) is seed's two 32-bit words: this restores it.
-            high, low = (int(word) for word in checkpoint.rng["mlx"])
-            mx.random.seed((high << 32) | low)
-            split_random_stream(self.rank)
         if self.loss_scale is not None and checkpoint.loss_scale is not None:
             saved = checkpoint.loss_scale  # a float16 run's; another dtype's run has none
             scale = self.loss_scale.state

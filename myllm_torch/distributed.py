@@ -100,13 +100,3 @@ def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
     """The sum of `value` over all ranks (on every rank)."""
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
     return value
-
-
-def split_random_stream(rank: int) -> None:
-    """Give each rank > 0 its own dropout stream, drawn from the shared one; rank 0 keeps it.
-
-    Rank 0's stream is the one checkpoints save, so a resumed run continues it.
-    """
-    if rank > 0:
-        draw = int(torch.randint(0, 2**62, (1,)).item())
-        torch.manual_seed(draw + rank)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from myllm.config.settings import ModelConfig
+from myllm.train.dropout import EMBEDDING_SITE, block_site
+from myllm_torch.dropout import Dropout
 
 
 class KVCache:
@@ -32,17 +35,17 @@ class KVCache:
 class MultiHeadAttention(nn.Module):
     """Causal self-attention; scale 1/sqrt(d_model/n_heads); dropout on the attention weights."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
+    def __init__(self, d_model: int, n_heads: int, dropout: float, layer: int = 0):
         super().__init__()
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads
-        self.dropout = dropout
+        self.dropout = Dropout(dropout, block_site(layer, 0))
         self.W_q = nn.Linear(d_model, d_model, bias=False)
         self.W_k = nn.Linear(d_model, d_model, bias=False)
         self.W_v = nn.Linear(d_model, d_model, bias=False)
         self.W_o = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, keys=None):
         batch, length, d_model = x.shape  # [B, T, d_model]
         q, k, v = (
             W(x).view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
@@ -50,43 +53,49 @@ class MultiHeadAttention(nn.Module):
         )  # each [B, H, T, hd]
         if cache is not None:
             k, v = cache.update(layer, k, v)  # [B, H, offset+T, hd]
-        dropout_p = self.dropout if self.training else 0.0
+        dropout_on = self.training and self.dropout.rule.active and keys is not None
         mask = sdpa_causal_mask(length, k.shape[2], x.device)
         is_causal = length == k.shape[2] and length > 1
-        if use_fused_attention(q, dropout_p):
+        if use_fused_attention(q, dropout_on):
             out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal
+                q, k, v, attn_mask=mask, is_causal=is_causal
             )  # [B, H, T, hd]
         else:
-            out = explicit_attention(q, k, v, mask, is_causal, dropout_p)  # [B, H, T, hd]
+            weights_dropout = partial(self.dropout, keys=keys) if dropout_on else None
+            out = explicit_attention(q, k, v, mask, is_causal, weights_dropout)  # [B, H, T, hd]
         out = out.transpose(1, 2).reshape(batch, length, d_model)
         return self.W_o(out)
 
 
-def use_fused_attention(q: torch.Tensor, dropout_p: float) -> bool:
+def use_fused_attention(q: torch.Tensor, dropout_on: bool) -> bool:
     """Whether SDPA (rather than explicit_attention) computes attention for `q`.
 
-    MPS with dropout: its fused kernels accept dropout_p but do not apply it
-    (pytorch/pytorch#184126 makes it an error instead), so the weights go through
-    explicit_attention, as in the MLX twin. CPU, bfloat16 / float16 (autocast), when a backward
-    follows: SDPA's CPU backward at low precision is slower than the explicit form (forward alone
-    SDPA stays faster). CPU float32 keeps SDPA: faster without dropout, and its numbers are the
+    With dropout: never. The weights' mask is the counter-based one (myllm_torch/dropout.py),
+    which SDPA cannot take (its dropout_p draws from torch's generator), as in the MLX twin.
+    Evaluation, generation and dropout 0 keep SDPA. CPU, bfloat16 / float16 (autocast), when a
+    backward follows: SDPA's CPU backward at low precision is slower than the explicit form
+    (forward alone SDPA stays faster). CPU float32 keeps SDPA: faster, and its numbers are the
     reference run's. The timings: benchmarks/README.md, "Measurements behind choices in the code".
     """
-    if q.device.type == "mps":
-        return dropout_p == 0.0
+    if dropout_on:
+        return False
     low_precision = q.dtype in (torch.bfloat16, torch.float16)
     return not (q.device.type == "cpu" and low_precision and q.requires_grad)
 
 
-def explicit_attention(q, k, v, mask: torch.Tensor | None, is_causal: bool, dropout_p: float):
-    """softmax(q k^T / sqrt(hd), causal), dropout on the weights, times v: SDPA spelled out."""
+def explicit_attention(
+    q, k, v, mask: torch.Tensor | None, is_causal: bool, weights_dropout: Callable | None = None
+):
+    """softmax(q k^T / sqrt(hd), causal), `weights_dropout` on the weights, times v: SDPA
+    spelled out."""
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # [B, H, T, offset+T]
     if is_causal:
         mask = torch.ones(q.shape[2], k.shape[2], dtype=torch.bool, device=q.device).tril()
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    weights = F.dropout(torch.softmax(scores, dim=-1), dropout_p, training=dropout_p > 0.0)
+    weights = torch.softmax(scores, dim=-1)
+    if weights_dropout is not None:
+        weights = weights_dropout(weights)
     return weights @ v
 
 
@@ -109,52 +118,60 @@ ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": partial(F.gelu, approximate="tanh")}
 class FeedForward(nn.Module):
     """linear1 -> GELU (ACTIVATIONS) -> dropout -> linear2."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str = "gelu"):
+    def __init__(
+        self, d_model: int, d_ff: int, dropout: float, layer: int = 0, activation: str = "gelu"
+    ):
         super().__init__()
         self.activation = ACTIVATIONS[activation]
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout, block_site(layer, 2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
+    def forward(self, x: torch.Tensor, keys=None) -> torch.Tensor:
+        return self.linear2(self.dropout(self.activation(self.linear1(x)), keys))
 
 
 class TransformerBlock(nn.Module):
     """Pre-norm block: x + dropout(attention(ln1(x))), then x + dropout(feed_forward(ln2(x)))."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, layer: int = 0):
         super().__init__()
-        self.attention = MultiHeadAttention(config.d_model, config.n_heads, config.dropout)
-        self.feed_forward = FeedForward(
-            config.d_model, config.d_ff, config.dropout, config.activation
-        )
+        p = config.dropout
+        self.attention = MultiHeadAttention(config.d_model, config.n_heads, p, layer)
+        self.feed_forward = FeedForward(config.d_model, config.d_ff, p, layer, config.activation)
         self.ln1 = nn.LayerNorm(config.d_model)
         self.ln2 = nn.LayerNorm(config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
+        self.attention_dropout = Dropout(p, block_site(layer, 1))
+        self.feed_forward_dropout = Dropout(p, block_site(layer, 3))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0):
-        x = x + self.dropout(self.attention(self.ln1(x), cache, layer))
-        return x + self.dropout(self.feed_forward(self.ln2(x)))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, keys=None):
+        x = x + self.attention_dropout(self.attention(self.ln1(x), cache, layer, keys), keys)
+        return x + self.feed_forward_dropout(self.feed_forward(self.ln2(x), keys), keys)
 
 
 class GPTModel(nn.Module):
-    """Token + position embeddings, n_layers blocks, final LayerNorm, lm_head tied to embedding."""
+    """Token + position embeddings, n_layers blocks, final LayerNorm, lm_head tied to embedding.
+
+    The weights a run starts from are drawn by myllm/train/init.py (numpy, from the seed), the
+    same for every backend; a model built here holds torch's default init until they are loaded.
+    Dropout masks come from `keys` (myllm/train/dropout.py), given to forward when training.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.position_embedding = nn.Embedding(config.max_seq_len, config.d_model)
-        self.dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+        self.dropout = Dropout(config.dropout, EMBEDDING_SITE)
+        self.blocks = nn.ModuleList(TransformerBlock(config, i) for i in range(config.n_layers))
         self.ln_final = nn.LayerNorm(config.d_model)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.lm_head.weight = self.token_embedding.weight  # tied: one tensor, two names
-        self.apply(init_weights)
 
-    def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits [B, T, vocab] for token ids [B, T]; with a cache, positions continue after it."""
+    def forward(self, idx: torch.Tensor, cache: KVCache | None = None, keys=None) -> torch.Tensor:
+        """Logits [B, T, vocab] for token ids [B, T]; with a cache, positions continue after it.
+
+        keys [B, sites, 2] int32: the rows' dropout keys; None (evaluation, generation): none."""
         offset = cache.offset if cache is not None else 0
         length = idx.shape[1]
         if offset + length > self.config.max_seq_len:
@@ -162,25 +179,17 @@ class GPTModel(nn.Module):
                 f"{offset + length} positions exceed max_seq_len {self.config.max_seq_len}"
             )
         positions = torch.arange(offset, offset + length, device=idx.device)
-        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions))
+        x = self.dropout(self.token_embedding(idx) + self.position_embedding(positions), keys)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)  # [B, T, d_model]
+            x = block(x, cache, layer, keys)  # [B, T, d_model]
         if cache is not None:
             cache.offset += length
         return self.lm_head(self.ln_final(x))  # [B, T, vocab]
 
 
-def init_weights(module: nn.Module) -> None:
-    """Linear and Embedding N(0, 0.02), zero biases; LayerNorm keeps its ones / zeros."""
-    if isinstance(module, nn.Linear | nn.Embedding):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
-    if isinstance(module, nn.Linear) and module.bias is not None:
-        nn.init.zeros_(module.bias)
-
-
-def loss_fn(model: GPTModel, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def loss_fn(model: GPTModel, x: torch.Tensor, y: torch.Tensor, keys=None) -> torch.Tensor:
     """Mean cross-entropy of next-token prediction over all B * T positions."""
-    logits = model(x)
+    logits = model(x, keys=keys)
     return F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
 
 

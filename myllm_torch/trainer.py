@@ -16,6 +16,8 @@ import torch
 from myllm.checkpoint.state import Checkpoint, LossScaleState, OptimizerState
 from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.data.accumulation import BatchShares, evaluation_shards, step_batches
+from myllm.train.dropout import step_keys
+from myllm.train.init import initial_weights
 from myllm_torch.device import describe_device, resolve_device, set_matmul_precision
 from myllm_torch.distributed import (
     all_reduce_max,
@@ -25,7 +27,6 @@ from myllm_torch.distributed import (
     finish_together,
     init_distributed,
     rank_device,
-    split_random_stream,
 )
 from myllm_torch.generate import Decoder, load_weights
 from myllm_torch.model import GPTModel, loss_fn
@@ -40,8 +41,9 @@ class Trainer:
         self.matmul_precision = set_matmul_precision(train_config.tf32)  # before any matmul
         self.device = rank_device(resolve_device(train_config.device))
         self.rank, self.world_size = init_distributed(self.device)
-        torch.manual_seed(train_config.seed)
-        self.model = GPTModel(model_config).to(self.device)
+        self.model = GPTModel(model_config)
+        load_weights(self.model, initial_weights(model_config, train_config.seed))  # as MLX's
+        self.model.to(self.device)
         # Steps run through DDP when data parallel; self.model stays the plain GPTModel.
         self.parallel_model = self.model
         if self.world_size > 1:
@@ -64,7 +66,6 @@ class Trainer:
             self.step_model = torch.compile(self.parallel_model)
         # This rank's share of the global batch, made once per size; made on the device.
         self.batch_share = BatchShares(partial(batch_share, device=self.device))
-        split_random_stream(self.rank)
 
     def describe_device(self) -> str:
         return describe_device(self.device)
@@ -84,24 +85,25 @@ class Trainer:
             return ids.pin_memory().to(self.device, non_blocking=True)
         return ids.to(self.device)
 
-    def loss(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, weight=None):
+    def loss(self, model: torch.nn.Module, x, y, weight=None, keys=None):
         """The micro-batch's loss, computed in the compute dtype (autocast), times its `weight`
-        when given. The float16 loss scale is applied in backward (torch's GradScaler)."""
+        when given; `keys` are its rows' dropout keys. The float16 loss scale is applied in
+        backward (torch's GradScaler)."""
         with autocast(self.device, self.precision.dtype):
-            loss = loss_fn(model, x, y)
+            loss = loss_fn(model, x, y, keys)
         return loss if weight is None else loss * weight
 
     def step(self, batches, share: torch.Tensor | None):
-        """Forward and backward over the micro-batches [(x, y, weight)], then one AdamW step.
+        """Forward and backward over the micro-batches [(x, y, weight, keys)], then one AdamW step.
 
         weight None: the one micro-batch is the whole batch. Data parallel: gradients are
         reduced once, in the last micro-batch's backward.
         """
         self.optimizer.zero_grad(set_to_none=True)
         loss = None  # this rank's batch mean, summed over the micro-batches
-        for index, (x, y, weight) in enumerate(batches):
+        for index, (x, y, weight, keys) in enumerate(batches):
             with self.reduce_gradients(index == len(batches) - 1):
-                micro_loss = self.loss(self.step_model, x, y, weight)
+                micro_loss = self.loss(self.step_model, x, y, weight, keys)
                 loss = micro_loss.detach() if loss is None else loss + micro_loss.detach()
                 if share is not None:  # DDP averages the ranks' gradients: weighted so, they
                     micro_loss = micro_loss * (share * self.world_size)  # are the global batch's
@@ -152,20 +154,36 @@ class Trainer:
         """Steps skipped so far in this run (restored on resume): float16 gradients overflowed."""
         return int(self.skipped.item()) if self.scaler is not None else 0
 
-    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None):
-        """One AdamW step at learning rate `lr`; returns (loss, grad_norm) without a host sync.
+    def train_step(
+        self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None, step=0
+    ):
+        """Optimizer step `step` at learning rate `lr`; (loss, grad_norm) without a host sync.
 
         Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows
         (None: the ranks sum their shard sizes, an all-reduce); the loss returned is the global
-        batch's mean.
+        batch's mean. `step` and the global rows key the dropout masks.
         """
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         share = self.batch_share(len(x), batch_rows) if self.world_size > 1 else None
         pieces = step_batches(x, y, self.train_config.grad_accum_steps, self.world_size)
-        batches = [(self.to_device(x), self.to_device(y), w) for x, y, w in pieces]
+        keys = self.dropout_keys(step, [len(x) for x, _, _ in pieces], batch_rows)
+        batches = [
+            (self.to_device(x), self.to_device(y), w, k)
+            for (x, y, w), k in zip(pieces, keys, strict=True)
+        ]
         return self.step(batches, share)
+
+    def dropout_keys(self, step: int, micro_rows: list[int], batch_rows: int | None) -> list:
+        """Each micro-batch's dropout keys [rows, sites, 2] as int32 on the device (the same
+        bits as the core's uint32); None each without dropout. batch_rows None: even shards."""
+        if not self.model.dropout.rule.active:
+            return [None] * len(micro_rows)
+        shard = (batch_rows or sum(micro_rows) * self.world_size, self.rank, self.world_size)
+        layers = self.model.config.n_layers
+        keys = step_keys(self.train_config.seed, step, layers, micro_rows, shard)
+        return [torch.from_numpy(k.view(np.int32)).to(self.device) for k in keys]
 
     def to_host(self, values: list) -> list[float]:
         """Scalars from train_step as Python floats (the one host sync, at logging time)."""
@@ -201,7 +219,10 @@ class Trainer:
         return Decoder(self.model, self.precision.dtype)
 
     def checkpoint(self) -> Checkpoint:
-        """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""
+        """Weights and AdamW moments as a framework-free Checkpoint.
+
+        No RNG state: dropout masks are a function of (seed, step, row), so resume is exact
+        without one."""
         named = dict(self.model.named_parameters())
         weights = {name: p.detach().cpu().numpy().copy() for name, p in named.items()}
         optimizer = None
@@ -212,21 +233,17 @@ class Trainer:
                 exp_avg={n: s["exp_avg"].cpu().numpy().copy() for n, s in states.items()},
                 exp_avg_sq={n: s["exp_avg_sq"].cpu().numpy().copy() for n, s in states.items()},
             )
-        rng = {"torch": torch.get_rng_state().numpy().copy()}
-        if self.device.type in DEVICE_GENERATORS:  # dropout on a GPU draws from its generator
-            rng[f"torch_{self.device.type}"] = device_rng_state(self.device).numpy().copy()
         loss_scale = None
         if self.scaler is not None:
             scaler = self.scaler.state_dict()
             loss_scale = LossScaleState(
                 float(scaler["scale"]), int(scaler["_growth_tracker"]), self.skipped_steps()
             )
-        return Checkpoint(
-            self.model.config, weights, optimizer=optimizer, rng=rng, loss_scale=loss_scale
-        )
+        return Checkpoint(self.model.config, weights, optimizer=optimizer, loss_scale=loss_scale)
 
     def load_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Restore weights, and the optimizer and RNG state when the checkpoint has them."""
+        """Restore weights, and the optimizer state when the checkpoint has it (an older
+        checkpoint's RNG state is not needed: see checkpoint)."""
         load_weights(self.model, checkpoint.weights)
         named = dict(self.model.named_parameters())
         if checkpoint.optimizer is not None:
@@ -241,29 +258,9 @@ class Trainer:
             }
             groups = self.optimizer.state_dict()["param_groups"]
             self.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        if "torch" in checkpoint.rng:
-            torch.set_rng_state(torch.from_numpy(checkpoint.rng["torch"].copy()))
-            device_state = checkpoint.rng.get(f"torch_{self.device.type}")
-            if device_state is not None and self.device.type in DEVICE_GENERATORS:
-                set_device_rng_state(self.device, torch.from_numpy(device_state.copy()))
-            split_random_stream(self.rank)
         if self.scaler is not None and checkpoint.loss_scale is not None:
             saved = checkpoint.loss_scale  # a float16 run's; another dtype's run has none
             scaler = self.scaler.state_dict()
             scaler.update(scale=saved.scale, _growth_tracker=saved.good_steps)
             self.scaler.load_state_dict(scaler)
             self.skipped.fill_(saved.skipped_steps)
-
-
-# The accelerators whose dropout draws from a generator of their own, saved as rng["torch_<type>"].
-DEVICE_GENERATORS = ("cuda", "mps")
-
-
-def device_rng_state(device: torch.device) -> torch.Tensor:
-    """The state of `device`'s own generator (torch.cuda / torch.mps .get_rng_state)."""
-    return getattr(torch, device.type).get_rng_state(device)
-
-
-def set_device_rng_state(device: torch.device, state: torch.Tensor) -> None:
-    """Restore `device`'s own generator from a state saved by device_rng_state."""
-    getattr(torch, device.type).set_rng_state(state, device)

@@ -54,11 +54,13 @@ class Trainer(Protocol):
     def to_device(self, batch: np.ndarray) -> Any: ...
 
     def train_step(
-        self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None
+        self, x: np.ndarray, y: np.ndarray, lr: float, batch_rows: int | None = None, step: int = 0
     ) -> tuple[Any, Any]:
-        """One optimizer step; (loss, grad_norm) as device scalars, without a host sync.
+        """Optimizer step `step` (0-based); (loss, grad_norm) as device scalars, no host sync.
 
         Data parallel: x, y are this rank's shard of a global batch of `batch_rows` windows.
+        Dropout masks are keyed by the seed, `step` and the global row (myllm/train/dropout.py):
+        a resumed run passes the checkpoint's step and draws the masks it would have drawn.
         """
         ...
 

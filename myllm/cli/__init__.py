@@ -16,7 +16,7 @@ from myllm.cli import eval, generate  # noqa: F401
 from myllm.cli import convert  # noqa: F401
 
 # isort: split
-from myllm.cli import plot  # noqa: F401
+from myllm.cli import compare, plot  # noqa: F401
 
 # isort: split
 from myllm.cli import bench, data  # noqa: F401

@@ -113,7 +113,7 @@ class TrainingRun:
                 x, y = self.sampler.batch(state.step)
                 lr = self.schedule.lr_at(state.step)
                 rows = self.sampler.rows_in_batch(state.step)
-                pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows))
+                pending.append(self.trainer.train_step(x, y, lr, batch_rows=rows, step=state.step))
                 state.step += 1
                 window.steps += 1
                 if self.after_step(pending, lr, window):

@@ -11,6 +11,7 @@ import os
 import sys
 import time
 import warnings
+from functools import partial
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -30,9 +31,11 @@ from myllm.cli import app
 from myllm.config.settings import ModelSettings, TrainConfig
 from myllm.errors import UserError
 from myllm.train import setup as training
+from myllm.train.dropout import dropout_keys
 from myllm.train.resume import resumed_train_config
 from myllm.train.setup import run_training
 from myllm_mlx.tf32 import set_tf32_environment
+from myllm_torch.dropout import Dropout
 from myllm_torch.model import explicit_attention, use_fused_attention
 from tests.helpers import TINY_MODEL, tiny_model_config, tiny_train_config
 
@@ -84,59 +87,14 @@ def test_float32_is_the_default_and_run_json_records_it(
     assert info["train_config"]["tf32"] is False
 
 
-# --- 2. the device generator's state travels in checkpoints (MPS as CUDA) ---
-
-
-class StandInGenerator:
-    """torch.cuda / torch.mps RNG functions over a stand-in state tensor."""
-
-    def __init__(self, state: torch.Tensor):
-        self.state = state
-        self.restored: list[tuple[torch.Tensor, object]] = []
-
-    def get_rng_state(self, device):
-        return self.state.clone()
-
-    def set_rng_state(self, state, device):
-        self.restored.append((state.clone(), device))
-
-
 class StandInDevice:
-    """Looks like torch.device('mps') to the trainer's checkpoint code."""
+    """Looks like torch.device('mps') to the code that asks for a device's type."""
 
     def __init__(self, kind: str):
         self.type = kind
 
 
-@pytest.mark.parametrize("kind", ["mps", "cuda"])
-@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
-def test_device_rng_state_is_saved_and_restored(kind, suffix, monkeypatch, tmp_path):
-    state = torch.arange(16, dtype=torch.uint8)
-    generator = StandInGenerator(state)
-    module = getattr(torch, kind)  # torch.cuda or torch.mps: only their RNG functions change
-    monkeypatch.setattr(module, "get_rng_state", generator.get_rng_state)
-    monkeypatch.setattr(module, "set_rng_state", generator.set_rng_state)
-    trainer = torch_trainer.Trainer(tiny_model_config(), TrainConfig(device="cpu", seed=3))
-    trainer.device = StandInDevice(kind)
-
-    checkpoint = trainer.checkpoint()
-    assert np.array_equal(checkpoint.rng[f"torch_{kind}"], state.numpy())
-    path = tmp_path / f"checkpoint{suffix}"
-    write_checkpoint(path, checkpoint)
-
-    resumed = torch_trainer.Trainer(tiny_model_config(), TrainConfig(device="cpu", seed=4))
-    resumed.device = StandInDevice(kind)
-    resumed.load_checkpoint(read_checkpoint(path))
-    [(restored, device)] = generator.restored
-    assert torch.equal(restored, state) and device is resumed.device
-
-
-def test_a_cpu_checkpoint_holds_no_device_generator():
-    trainer = torch_trainer.Trainer(tiny_model_config(), TrainConfig(device="cpu"))
-    assert set(trainer.checkpoint().rng) == {"torch"}
-
-
-# --- 3. host-to-device copies of token ids ---
+# --- 2. host-to-device copies of token ids ---
 
 
 def test_token_ids_reach_the_device_as_int64_copies():
@@ -148,32 +106,32 @@ def test_token_ids_reach_the_device_as_int64_copies():
     assert ids.min().item() >= 0
 
 
-# --- 4. attention dropout: explicit on MPS ---
+# --- 3. attention dropout: explicit on every device ---
 
 
-def test_mps_with_dropout_takes_the_explicit_attention():
-    assert attention_choice("mps", torch.float32, 0.1) is False
-    assert attention_choice("mps", torch.float32, 0.0) is True
-    assert attention_choice("cuda", torch.bfloat16, 0.1) is True
+def test_dropout_takes_the_explicit_attention_on_every_device():
+    # SDPA's dropout_p draws from torch's generator; the counter-based mask needs the explicit form
+    for device_type in ("mps", "cuda", "cpu"):
+        assert attention_choice(device_type, torch.float32, True) is False
+    assert attention_choice("mps", torch.float32, False) is True
+    assert attention_choice("cuda", torch.bfloat16, False) is True
 
 
-def test_cpu_takes_the_explicit_form_only_for_low_precision_training():
-    assert attention_choice("cpu", torch.float32, 0.1) is True
-    assert attention_choice("cpu", torch.float32, 0.0) is True
-    assert attention_choice("cpu", torch.bfloat16, 0.1) is False
-    assert attention_choice("cpu", torch.float16, 0.0) is False
-    assert attention_choice("cpu", torch.bfloat16, 0.0, requires_grad=False) is True
+def test_cpu_takes_the_explicit_form_without_dropout_only_for_low_precision_training():
+    assert attention_choice("cpu", torch.float32, False) is True
+    assert attention_choice("cpu", torch.float16, False) is False
+    assert attention_choice("cpu", torch.bfloat16, False, requires_grad=False) is True
 
 
 def attention_choice(
-    device_type: str, dtype: torch.dtype, dropout_p: float, requires_grad: bool = True
+    device_type: str, dtype: torch.dtype, dropout_on: bool, requires_grad: bool = True
 ) -> bool:
     """use_fused_attention for a query on `device_type` (a stand-in object: no such device is
     needed to ask)."""
     query = SimpleNamespace(
         device=torch.device(device_type), dtype=dtype, requires_grad=requires_grad
     )
-    return use_fused_attention(query, dropout_p)
+    return use_fused_attention(query, dropout_on)
 
 
 @pytest.mark.parametrize("query_length", [6, 2])  # square causal; 2 queries after 4 cached keys
@@ -185,25 +143,25 @@ def test_explicit_attention_equals_sdpa_without_dropout(query_length):
     is_causal = query_length == 6
     mask = None if is_causal else torch.ones(query_length, 6, dtype=torch.bool).tril(6 - 2)
     fused = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-    explicit = explicit_attention(q, k, v, mask, is_causal, 0.0)
+    explicit = explicit_attention(q, k, v, mask, is_causal)
     torch.testing.assert_close(explicit, fused, atol=1e-6, rtol=1e-6)
 
 
-def test_explicit_attention_drops_weights_from_the_global_generator():
+def test_explicit_attention_drops_the_weights_its_keys_choose():
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 2, 16, 8, generator=generator) for _ in range(3))
     v = torch.ones_like(v)  # each output row is then the sum of its kept, rescaled weights
-    torch.manual_seed(5)
-    first = explicit_attention(q, k, v, None, True, 0.5)
-    torch.manual_seed(5)
-    second = explicit_attention(q, k, v, None, True, 0.5)
+    dropout = Dropout(0.5, site=0).train()
+    keys = torch.from_numpy(dropout_keys(5, 0, 0, 1, 1).view(np.int32))
+    first = explicit_attention(q, k, v, None, True, partial(dropout, keys=keys))
+    second = explicit_attention(q, k, v, None, True, partial(dropout, keys=keys))
     assert torch.equal(first, second)
-    undropped = explicit_attention(q, k, v, None, True, 0.0)
-    torch.testing.assert_close(undropped, torch.ones_like(undropped))
+    undropped = explicit_attention(q, k, v, None, True)
+    torch.testing.assert_close(undropped, torch.ones_like(undropped))  # float32, 1e-5
     assert not torch.allclose(first, undropped)  # weights were dropped and the rest rescaled
 
 
-# --- 5. tokens/s counts the wait for an asynchronous device ---
+# --- 4. tokens/s counts the wait for an asynchronous device ---
 
 DRAIN_S = 0.2
 
@@ -217,10 +175,10 @@ class QueueingTrainer(torch_trainer.Trainer):
     windows: ClassVar[list[tuple[float, float]]] = []
     window_start: float | None = None
 
-    def train_step(self, x, y, lr, batch_rows=None):
+    def train_step(self, x, y, lr, batch_rows=None, step=0):
         if self.window_start is None:
             self.window_start = time.perf_counter()
-        return super().train_step(x, y, lr, batch_rows)
+        return super().train_step(x, y, lr, batch_rows, step)
 
     def to_host(self, values: list) -> list[float]:
         time.sleep(DRAIN_S)
@@ -291,9 +249,9 @@ class RankZeroOfTwo:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def train_step(self, x, y, lr, batch_rows=None):
+    def train_step(self, x, y, lr, batch_rows=None, step=0):
         self.steps += 1
-        return self.inner.train_step(x, y, lr)
+        return self.inner.train_step(x, y, lr, step=step)
 
     def max_over_ranks(self, value: int) -> int:
         self.agreed_at.append(self.steps)

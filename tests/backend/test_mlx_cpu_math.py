@@ -1,4 +1,4 @@
-"""myllm_mlx.cpu_math: the CPU-fast exact GELU, softmax, dropout and attention against MLX's own.
+"""myllm_mlx.cpu_math: the CPU-fast exact GELU, softmax and attention against MLX's own.
 
 All tensors are float32 on MLX's default device (the CPU here); tolerances are stated per test.
 """
@@ -18,7 +18,7 @@ import myllm_mlx  # noqa: F401  (loads the system BLAS before anything imports m
 import mlx.core as mx
 import mlx.nn as nn
 
-from myllm_mlx.cpu_math import dropout, gelu, scaled_dot_product_attention, softmax
+from myllm_mlx.cpu_math import gelu, scaled_dot_product_attention, softmax
 
 
 def exact_gelu(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,16 +72,8 @@ def test_softmax_and_its_gradient_match_mx_softmax(shape):
     assert np.abs(np.array(ours) - np.array(reference)).max() <= 1e-6  # float32
 
 
-def test_dropout_draws_and_scales_exactly_as_nn_dropout():
-    x = mx.random.normal((4, 8, 16), key=mx.random.key(3))
-    layer = nn.Dropout(0.25)
-    layer.train()
-    mx.random.seed(9)
-    expected = layer(x)
-    mx.random.seed(9)
-    got = dropout(x, 0.25)
-    assert np.array_equal(np.array(got), np.array(expected))  # float32, bit for bit
-    assert dropout(x, 0.0) is x
+def keep_all(weights: mx.array) -> mx.array:
+    return weights
 
 
 def qkv(batch: int, heads: int, queries: int, keys: int, head_dim: int = 8):
@@ -95,8 +87,8 @@ def qkv(batch: int, heads: int, queries: int, keys: int, head_dim: int = 8):
 def test_causal_attention_explicit_form_equals_the_fused_kernel():
     q, k, v = qkv(2, 4, 9, 9)
     fused = scaled_dot_product_attention(q, k, v, is_causal=True)
-    # A dropout too small to drop anything in float32 takes the explicit form.
-    explicit = scaled_dot_product_attention(q, k, v, dropout_p=1e-12, is_causal=True)
+    # A weights_dropout, here one that keeps everything, takes the explicit form.
+    explicit = scaled_dot_product_attention(q, k, v, is_causal=True, weights_dropout=keep_all)
     assert np.abs(np.array(fused) - np.array(explicit)).max() <= 1e-6  # float32
 
 
@@ -104,7 +96,7 @@ def test_masked_attention_of_a_chunk_after_a_cache_equals_the_fused_kernel():
     q, k, v = qkv(1, 2, 3, 7)  # 3 new queries after 4 cached positions
     mask = mx.tril(mx.ones((3, 7), dtype=mx.bool_), k=4)
     fused = scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    explicit = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=1e-12)
+    explicit = scaled_dot_product_attention(q, k, v, attn_mask=mask, weights_dropout=keep_all)
     reference = mx.fast.scaled_dot_product_attention(q, k, v, scale=8**-0.5, mask=mask)
     assert np.abs(np.array(fused) - np.array(reference)).max() <= 1e-6  # float32
     assert np.abs(np.array(explicit) - np.array(reference)).max() <= 1e-6  # float32

@@ -22,10 +22,10 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 
 from myllm.config.settings import ModelConfig, TrainConfig
+from myllm.train.dropout import dropout_keys, site_count
 from myllm_mlx.model import (
     GPTModel,
     KVCache,
-    MultiHeadAttention,
     count_parameters,
     loss_fn,
 )
@@ -71,48 +71,18 @@ def test_logits_and_loss_shapes():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_changing_a_later_token_leaves_earlier_logits_unchanged(training):
-    # training=True runs the explicit softmax + dropout path; the same seed gives the same masks.
+    # training=True runs the explicit softmax + dropout path; the same keys give the same masks.
     model = tiny_model(dropout=0.1 if training else 0.0)
     model.train(training)
     x = tokens(2, 12)
     changed = x.astype(mx.int32)
     changed[:, 8] = (x[:, 8] + 1) % TINY["vocab_size"]
-    mx.random.seed(5)
-    before = model(x)
-    mx.random.seed(5)
-    after = model(changed)
+    keys = mx.array(dropout_keys(5, 0, 0, 2, site_count(TINY["n_layers"])))
+    before = model(x, keys=keys)
+    after = model(changed, keys=keys)
     earlier = np.abs(np.array(before[:, :8]) - np.array(after[:, :8])).max()
     assert earlier <= 1e-6  # float32: identical up to rounding
     assert np.abs(np.array(before[:, 8:]) - np.array(after[:, 8:])).max() > 1e-4
-
-
-def test_init_statistics_follow_the_reference():
-    model = tiny_model(d_model=64)
-    weights, biases = [], []
-    for name, parameter in tree_flatten(model.parameters()):
-        values = np.array(parameter)
-        if ".ln" in name or name.startswith("ln_final"):
-            expected = 1.0 if name.endswith("weight") else 0.0
-            assert np.all(values == expected), name
-        elif name.endswith("bias"):
-            biases.append(values)
-        else:
-            weights.append(values.ravel())
-    weights = np.concatenate(weights)
-    assert abs(weights.mean()) < 1e-3
-    assert abs(weights.std() - 0.02) < 0.001  # N(0, 0.02) over ~100k draws
-    assert all(np.all(b == 0.0) for b in biases)
-
-
-def test_explicit_attention_equals_fused_attention():
-    mx.random.seed(0)
-    attention = MultiHeadAttention(d_model=32, n_heads=4, dropout=0.0)
-    x = mx.random.normal((2, 9, 32))
-    fused = attention(x)
-    attention.dropout = 1e-9  # takes the explicit path; its nn.Dropout(0.0) is the identity
-    attention.train()
-    explicit = attention(x)
-    assert np.abs(np.array(fused) - np.array(explicit)).max() <= 1e-6  # float32
 
 
 def test_kv_cache_gives_the_full_forward_logits():
@@ -137,7 +107,7 @@ def test_positions_beyond_max_seq_len_are_an_error():
 def test_compiled_training_step_matches_eager(dropout):
     """The real Trainer's step, mx.compile'd and eager: float32 losses and weights within 1e-5.
 
-    With dropout, the compiled step draws the same masks: mx.random.state is part of its state.
+    With dropout, the compiled step draws the same masks: the keys are inputs of the step.
     """
 
     def two_steps(compile: bool):
@@ -149,9 +119,9 @@ def test_compiled_training_step_matches_eager(dropout):
         assert trainer.compiled is compile
         rng = np.random.default_rng(0)
         losses = []
-        for _ in range(2):
+        for step in range(2):
             x, y = (rng.integers(0, TINY["vocab_size"], (4, 16)) for _ in range(2))
-            loss, _ = trainer.train_step(x, y, train_config.lr)
+            loss, _ = trainer.train_step(x, y, train_config.lr, step=step)
             losses.append(loss.item())
         return losses, dict(tree_flatten(trainer.model.parameters()))
 

@@ -41,7 +41,7 @@ def train_in_process(backend: str, data: Path, run_dir: Path, resume: Path | Non
     )
     config = TrainConfig(data=str(data), checkpoint_dir=str(run_dir), **settings)
     if resume is None:
-        result = run_training(backend, config, ModelSettings(**TINY_MODEL))
+        result = run_training(backend, config, ModelSettings(**{**TINY_MODEL, "dropout": 0.1}))
     else:
         resume_point, resumed_config = read_resume(resume, config.to_dict())
         result = run_training(backend, resumed_config, ModelSettings(), resume_point)
@@ -53,10 +53,11 @@ def test_two_processes_train_like_one_and_one_resumes(backend, tmp_path):
     data = tmp_path / "input.txt"
     data.write_text(sample_text()[:DISTRIBUTED_TEXT_LENGTH], encoding="utf-8")
     two, one = tmp_path / "two", tmp_path / "one"
-    train_on_two_ranks(backend, data, two)
+    train_on_two_ranks(backend, data, two, "--dropout", "0.1")
     train_in_process(backend, data, one)
 
-    # Same per-step losses as 1 process, written once, by rank 0 alone.
+    # Same per-step losses as 1 process, dropout on (the ranks draw the masks of the global
+    # rows), written once, by rank 0 alone.
     assert_losses_close(losses_by_step(two), losses_by_step(one))
     assert val_losses(two) == pytest.approx(val_losses(one), abs=DISTRIBUTED_TOLERANCE)
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
