@@ -85,7 +85,7 @@ def test_sampling_prints_the_same_text_from_a_torch_and_an_mlx_checkpoint(tmp_pa
                     "--batch-size", "8", "--lr", "3e-3", "--device", "cpu")  # fmt: skip
     assert trained.returncode == 0, trained.stderr
     torch_checkpoint = tmp_path / "run" / "checkpoint_last.pt"
-    mlx_checkpoint = tmp_path / "run" / "checkpoint_last.safetensors"
+    mlx_checkpoint = tmp_path / "mlx" / "model.safetensors"  # a run's own names are refused
     converted = myllm("convert", torch_checkpoint, mlx_checkpoint)
     assert converted.returncode == 0, converted.stderr
     sampling = ["--max-new-tokens", "80", "--seed", "3", "--temperature", "0.8", "--top-k", "20",
