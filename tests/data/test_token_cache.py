@@ -116,7 +116,7 @@ def test_multibyte_characters_split_across_chunks(tmp_path, chunk_bytes):
     result = open_cache(destination, scan.sha256, "char", 0.1)
     expected = CharTokenizer.build_vocab(MULTIBYTE)
     assert result.tokenizer.chars == expected.chars
-    np.testing.assert_array_equal(result.tokens, expected.encode_array(MULTIBYTE))
+    np.testing.assert_array_equal(result.tokens, expected.encode(MULTIBYTE))
 
 
 def test_non_utf8_text_in_char_mode_names_the_byte_and_byte_mode(tmp_path):
@@ -132,7 +132,7 @@ def test_vocabulary_larger_than_a_byte_uses_uint16(tmp_path):
     path.write_text(text, encoding="utf-8")
     result = cached(path, tmp_path / "cache")
     assert result.tokens.dtype == np.uint16 and result.tokenizer.vocab_size == 300
-    np.testing.assert_array_equal(result.tokens, CharTokenizer.build_vocab(text).encode_array(text))
+    np.testing.assert_array_equal(result.tokens, CharTokenizer.build_vocab(text).encode(text))
 
 
 def test_cache_folder_flag_then_env_then_beside_the_data_else_user_cache(tmp_path, monkeypatch):
