@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from myllm.data import token_cache
+from myllm.data.byte_tokenizer import ByteTokenizer
 from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.corpus import load_corpus
 from myllm.data.token_cache import build_cache, load_cached_tokens, resolve_cache_dir, scan_text
@@ -166,6 +167,18 @@ def test_resumed_tokenizer_renumbers_the_cached_tokens(tmp_path):
     np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
     with pytest.raises(UserError, match="not in the run's vocabulary"):
         load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), CharTokenizer(list("ab")))
+
+
+def test_resumed_byte_tokenizer_renumbers_and_names_unknown_bytes(tmp_path):
+    path = tmp_path / "input.bin"
+    path.write_bytes(b"ab\xff" * 40)
+    wider = ByteTokenizer([0, 97, 98, 255])  # a, b, 0xff are 1, 2, 3
+    corpus = load_corpus(path, 8, 0.1, "byte", str(tmp_path / "cache"), wider)
+    np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
+    with pytest.raises(UserError, match=r"1 byte\(s\) not in the run's vocabulary: 0xff"):
+        load_corpus(path, 8, 0.1, "byte", str(tmp_path / "cache"), ByteTokenizer([97, 98]))
+    with pytest.raises(UserError, match="--tokenizer char differs from the checkpoint's byte"):
+        load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), wider)
 
 
 def test_split_too_small_for_a_window_is_a_user_error(tmp_path):
