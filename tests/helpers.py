@@ -59,7 +59,8 @@ def text_corpus(text: str, val_split: float = 0.1) -> Corpus:
     """`text` encoded in memory as the reference does (its sorted characters, split at
     int(len * (1 - val_split))): the truth the token cache is checked against; a quick corpus."""
     tokenizer = CharTokenizer.build_vocab(text)
-    return Corpus(tokenizer, tokenizer.encode_array(text), int(len(text) * (1 - val_split)))
+    tokens = np.array(tokenizer.encode(text), dtype=np.int32)
+    return Corpus(tokenizer, tokens, int(len(text) * (1 - val_split)))
 
 
 def tiny_model_config(vocab_size: int = 65, **overrides) -> ModelConfig:

@@ -37,7 +37,8 @@ def eval_command(
     backend: CheckpointBackend = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP, **DEVICES)] = "auto",
     json_path: Annotated[
-        str | None, typer.Option("--json", help="write the result as JSON to PATH (- for stdout)")
+        str | None,
+        typer.Option("--json", metavar="PATH", help="write the result as JSON to PATH (- stdout)"),
     ] = None,
 ) -> None:
     """Loss of a checkpoint on a text: nats, bits per character (nats / ln 2) and perplexity."""

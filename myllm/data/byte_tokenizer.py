@@ -1,8 +1,9 @@
 """ByteTokenizer: byte-level vocabulary (the bytes present, at most 256), for any file.
 
 Byte mode trains on text that is not UTF-8 (enwik8 and the like) and its losses convert to bits
-per byte, the unit such benchmarks are quoted in. It shares CharTokenizer's interface: encode a
-str prompt (as its UTF-8 bytes), decode ids back to a str (invalid sequences replaced).
+per byte, the unit such benchmarks are quoted in. It is a Tokenizer (myllm/data/tokenizers.py):
+it encodes a str prompt as its UTF-8 bytes and decodes ids back to a str (invalid sequences
+replaced).
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ class ByteTokenizer:
             )
         self.byte_values = list(byte_values)
         self.byte_to_idx = {value: i for i, value in enumerate(self.byte_values)}
-        self._table = np.full(256, -1, dtype=np.int32)
-        self._table[self.byte_values] = np.arange(len(self.byte_values), dtype=np.int32)
 
     @classmethod
     def build_vocab(cls, data: bytes | str) -> ByteTokenizer:
@@ -98,14 +97,6 @@ class ByteTokenizer:
                 "remove them or pass --skip-unknown"
             )
         return [self.byte_to_idx[value] for value in raw if value in self.byte_to_idx]
-
-    def encode_array(self, data: bytes | str) -> np.ndarray:
-        """Fast encoding of a whole corpus to an int32 array (every byte must be known)."""
-        raw = data.encode("utf-8") if isinstance(data, str) else data
-        ids = self._table[np.frombuffer(raw, dtype=np.uint8)]
-        if (ids < 0).any():
-            self.encode(raw)  # raises the error that names the unknown bytes
-        return ids
 
     def decode_bytes(self, indices) -> bytes:
         return bytes(self.byte_values[int(i)] for i in indices)

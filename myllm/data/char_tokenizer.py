@@ -81,18 +81,6 @@ class CharTokenizer:
             )
         return [self.char_to_idx[ch] for ch in text if ch in self.char_to_idx]
 
-    def encode_array(self, text: str) -> np.ndarray:
-        """Fast encoding of a whole corpus to an int32 array (every character must be known)."""
-        codepoints = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        vocab_points = np.array([ord(ch) for ch in self.chars], dtype=np.uint32)
-        order = np.argsort(vocab_points)
-        positions = np.searchsorted(vocab_points[order], codepoints)
-        positions = np.minimum(positions, len(order) - 1)
-        found = vocab_points[order][positions] == codepoints
-        if not found.all():
-            self.encode(text)  # raises the error that names the unknown characters
-        return order[positions].astype(np.int32)
-
     def decode(self, indices) -> str:
         return "".join(self.chars[int(i)] for i in indices)
 

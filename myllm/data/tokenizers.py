@@ -19,7 +19,7 @@ from myllm.data.char_tokenizer import CharTokenizer
 from myllm.errors import UserError
 from myllm.paths import check_file
 
-# --tokenizer NAME -> its class; the first is the default.
+# --tokenizer NAME -> its class.
 TOKENIZERS: dict[str, type[Tokenizer]] = {"char": CharTokenizer, "byte": ByteTokenizer}
 DAMAGED_FIX = "use the tokenizer.json written beside the checkpoint"
 

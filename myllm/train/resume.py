@@ -78,8 +78,8 @@ def load_resume_tokenizer(resume: Path, checkpoint: Checkpoint) -> Tokenizer:
 def check_tokenizer_matches(tokenizer: Tokenizer, config: ModelConfig, path: Path) -> None:
     if tokenizer.vocab_size != config.vocab_size:
         raise UserError(
-            f"tokenizer has {tokenizer.vocab_size} characters but checkpoint {path} was trained "
-            f"with {config.vocab_size}: use the tokenizer.json written beside that checkpoint"
+            f"tokenizer has {tokenizer.vocab_size} {tokenizer.unit}s but checkpoint {path} was "
+            f"trained with {config.vocab_size}: use the tokenizer.json written with that checkpoint"
         )
 
 

@@ -34,8 +34,7 @@ def test_vocabulary_is_the_sorted_bytes_present_and_round_trips():
         data.decode("utf-8")
     tokenizer = ByteTokenizer.build_vocab(data)
     assert tokenizer.byte_values == sorted(set(data)) and tokenizer.vocab_size <= 256
-    ids = tokenizer.encode_array(data)
-    assert ids.dtype == np.int32
+    ids = tokenizer.encode(data)
     assert tokenizer.decode_bytes(ids) == data
     assert tokenizer.decode(ids) == data.decode("utf-8", errors="replace")
 
@@ -75,7 +74,7 @@ def test_byte_cache_of_a_non_utf8_file(tmp_path):
     result = load_cached_tokens(path, "byte", 0.1, tmp_path / "cache")
     expected = ByteTokenizer.build_vocab(path.read_bytes())
     assert result.tokenizer.byte_values == expected.byte_values
-    np.testing.assert_array_equal(result.tokens, expected.encode_array(path.read_bytes()))
+    np.testing.assert_array_equal(result.tokens, expected.encode(path.read_bytes()))
 
 
 def test_byte_mode_trains_on_non_utf8_and_reports_bits(tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from myllm.data import token_cache
+from myllm.data.byte_tokenizer import ByteTokenizer
 from myllm.data.char_tokenizer import CharTokenizer
 from myllm.data.corpus import load_corpus
 from myllm.data.token_cache import build_cache, load_cached_tokens, resolve_cache_dir, scan_text
@@ -116,7 +117,7 @@ def test_multibyte_characters_split_across_chunks(tmp_path, chunk_bytes):
     result = open_cache(destination, scan.sha256, "char", 0.1)
     expected = CharTokenizer.build_vocab(MULTIBYTE)
     assert result.tokenizer.chars == expected.chars
-    np.testing.assert_array_equal(result.tokens, expected.encode_array(MULTIBYTE))
+    np.testing.assert_array_equal(result.tokens, expected.encode(MULTIBYTE))
 
 
 def test_non_utf8_text_in_char_mode_names_the_byte_and_byte_mode(tmp_path):
@@ -132,7 +133,7 @@ def test_vocabulary_larger_than_a_byte_uses_uint16(tmp_path):
     path.write_text(text, encoding="utf-8")
     result = cached(path, tmp_path / "cache")
     assert result.tokens.dtype == np.uint16 and result.tokenizer.vocab_size == 300
-    np.testing.assert_array_equal(result.tokens, CharTokenizer.build_vocab(text).encode_array(text))
+    np.testing.assert_array_equal(result.tokens, CharTokenizer.build_vocab(text).encode(text))
 
 
 def test_cache_folder_flag_then_env_then_beside_the_data_else_user_cache(tmp_path, monkeypatch):
@@ -166,6 +167,18 @@ def test_resumed_tokenizer_renumbers_the_cached_tokens(tmp_path):
     np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
     with pytest.raises(UserError, match="not in the run's vocabulary"):
         load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), CharTokenizer(list("ab")))
+
+
+def test_resumed_byte_tokenizer_renumbers_and_names_unknown_bytes(tmp_path):
+    path = tmp_path / "input.bin"
+    path.write_bytes(b"ab\xff" * 40)
+    wider = ByteTokenizer([0, 97, 98, 255])  # a, b, 0xff are 1, 2, 3
+    corpus = load_corpus(path, 8, 0.1, "byte", str(tmp_path / "cache"), wider)
+    np.testing.assert_array_equal(corpus.train_tokens[:6], [1, 2, 3, 1, 2, 3])
+    with pytest.raises(UserError, match=r"1 byte\(s\) not in the run's vocabulary: 0xff"):
+        load_corpus(path, 8, 0.1, "byte", str(tmp_path / "cache"), ByteTokenizer([97, 98]))
+    with pytest.raises(UserError, match="--tokenizer char differs from the checkpoint's byte"):
+        load_corpus(path, 8, 0.1, "char", str(tmp_path / "cache"), wider)
 
 
 def test_split_too_small_for_a_window_is_a_user_error(tmp_path):
