@@ -198,7 +198,7 @@ class Trainer:
             finish_together()
 
     def decoder(self) -> Decoder:
-        return Decoder(self.model, self.precision.dtype)
+        return Decoder(self.model, self.precision.decode_dtype)
 
     def checkpoint(self) -> Checkpoint:
         """Weights, AdamW moments and RNG state as a framework-free Checkpoint."""

@@ -203,7 +203,7 @@ class TrainingRun:
                 "tokenizer": self.config.tokenizer,
                 "evaluation": self.evaluation.to_dict(),
                 "precision": {
-                    "dtype": self.trainer.precision.dtype,
+                    **self.trainer.precision.record(),  # dtype, why, decoding's dtype
                     "compiled": self.trainer.compiled,
                     "grad_accum_steps": self.config.grad_accum_steps,
                 },
