@@ -88,12 +88,13 @@ def scaled_dot_product_attention(
     """softmax(q k^T / sqrt(head_dim) + mask) v, as torch.nn.functional's; q, k, v [B, H, T, hd].
 
     attn_mask: boolean, True where a query may attend; is_causal: the square causal mask.
-    Without dropout: MLX's fused kernel (on CPU, MLX runs it as the explicit form below with its
-    own softmax, slower than ours, but switching would change evaluation losses in the last bit).
-    With dropout, which the fused kernel lacks: the explicit form with the softmax above.
+    On a GPU without dropout: MLX's fused kernel. On a CPU, and with dropout (which the fused
+    kernel lacks): the explicit form with the softmax above. MLX's CPU "fused" kernel is this
+    explicit form with mx.softmax, whose scalar exp made the forward 1.3x slower (attention of
+    the default model, batch 16: 175 vs 131 ms; fwd+bwd within 5 %, benchmarks/README.md).
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    if dropout_p == 0.0:
+    if dropout_p == 0.0 and not on_cpu():
         mask = "causal" if is_causal else attn_mask
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # [B, H, T, S]
