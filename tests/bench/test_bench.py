@@ -232,6 +232,20 @@ def test_dtype_compile_and_dropout_lists_make_every_cell():
         resolve_plan(BenchSettings(dropout=1.5))
 
 
+def test_the_plot_of_a_matrix_has_every_cell():
+    from myllm.cli.bench import plotted
+
+    cells = [BenchSettings(dtype=d) for d in ("float32", "bfloat16")]
+    reports = [{"machine": {}, "backends": {"torch": {"figures": {"train_tokens_per_s": r}}}}
+               for r in (1.0, 2.0)]  # fmt: skip
+    backends = plotted(reports, cells)["backends"]
+    assert list(backends) == [
+        "torch (dtype float32, compile auto, dropout model's)",
+        "torch (dtype bfloat16, compile auto, dropout model's)",
+    ]
+    assert backends[list(backends)[1]]["figures"]["train_tokens_per_s"] == 2.0
+
+
 def test_presets_and_overrides():
     plan = resolve_plan(BenchSettings(config="baby", d_model=96, batch_size=4, steps=3))
     config = plan.model_config
