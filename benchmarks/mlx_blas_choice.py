@@ -4,7 +4,8 @@ One MLX bench worker per candidate (the system OpenBLAS with the kernels it pick
 OPENBLAS_CORETYPE forced to the generic Prescott kernels it falls back to on CPUs it does not
 know, with SkylakeX / Haswell kernels, and the BLAS inside the torch wheel), plus one torch worker
 for the ratio; the parent interleaves them measurement by measurement, repeat by repeat, exactly
-as `myllm bench` does, and writes medians to JSON. myllm_mlx/blas.py's choice follows from it.
+as `myllm bench` does (training, forward and the cached decode step only), and writes medians to
+JSON. myllm_mlx/blas.py's choice follows from it.
 
     .venv/bin/python benchmarks/mlx_blas_choice.py [--config default] [--repeats 3] \
         [--json benchmarks/results/mlx_blas_choice-HOST-DATE.json]
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import statistics
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,12 +24,26 @@ from pathlib import Path
 from myllm.bench.machine import load_average, machine_info
 from myllm.bench.measure import MEASUREMENTS
 from myllm.bench.plan import BenchSettings, resolve_plan
-from myllm.bench.report import BackendResult, figures_of
+from myllm.bench.report import BackendResult, matmul_peak
 from myllm.bench.runner import Worker
 from myllm_mlx.blas import SEARCH_PATHS, torch_blas_path
 
-KEPT = ("train_tokens_per_s", "forward_tokens_per_s", "generate_kv_tokens_per_s",
-        "decode_step_ms", "matmul_peak_flops_per_s")  # fmt: skip
+# The measurements that tell BLAS libraries apart: big GEMMs (training, forward), batch-1 GEMMs
+# (a cached decode step); generation is the decode step plus sampling.
+MEASURED = ("training", "forward", "decode-step overhead")
+
+
+def figures(result: BackendResult, plan) -> dict[str, float]:
+    """Medians of the measured repeats as rates (a subset of the bench's figures)."""
+    median = {kind: statistics.median(values) for kind, values in result.samples.items()}
+    tokens = plan.steps * plan.batch_size * plan.block_size
+    peak = matmul_peak(plan.matmul_size, median["matmul"], result.sweep_seconds)
+    return {
+        "train_tokens_per_s": tokens / median["train"],
+        "forward_tokens_per_s": tokens / median["forward"],
+        "decode_step_ms": 1e3 * median["decode_step"],
+        "matmul_peak_flops_per_s": peak,
+    }
 
 
 def candidates() -> dict[str, tuple[str, dict[str, str]]]:
@@ -62,6 +78,8 @@ def main() -> None:
         workers[label].ask("start", backend=backend, settings=dataclasses.asdict(settings))
     try:
         for index, (name, _) in enumerate(MEASUREMENTS):
+            if name not in MEASURED:
+                continue
             for repeat in range(plan.repeats):
                 for label, worker in workers.items():
                     print(f"{name}: {label} {repeat + 1}/{plan.repeats}", file=sys.stderr)
@@ -72,20 +90,21 @@ def main() -> None:
     finally:
         for worker in workers.values():
             worker.close()
-    torch_figures = figures_of(results["torch (reference)"], plan)
+    torch_figures = figures(results["torch (reference)"], plan)
     rows = {}
     for label, result in results.items():
-        figures = figures_of(result, plan)
+        rates = figures(result, plan)
         rows[label] = {
             "blas": result.description["blas"],
-            **{key: figures[key] for key in KEPT},
-            "train_over_torch": figures["train_tokens_per_s"] / torch_figures["train_tokens_per_s"],
+            **rates,
+            "train_over_torch": rates["train_tokens_per_s"] / torch_figures["train_tokens_per_s"],
             "seconds": result.samples,
         }
-        peak = figures["matmul_peak_flops_per_s"] / 1e9
-        print(f"{label:42s} train {figures['train_tokens_per_s']:8,.0f} tok/s "
+        peak = rates["matmul_peak_flops_per_s"] / 1e9
+        print(f"{label:42s} train {rates['train_tokens_per_s']:8,.0f} tok/s "
               f"({rows[label]['train_over_torch']:.2f}x torch), forward "
-              f"{figures['forward_tokens_per_s']:8,.0f}, peak {peak:6.1f} GFLOP/s")  # fmt: skip
+              f"{rates['forward_tokens_per_s']:8,.0f}, decode {rates['decode_step_ms']:.2f} ms, "
+              f"peak {peak:6.1f} GFLOP/s")  # fmt: skip
     report = {
         "command": sys.argv, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {**machine_info(), "load_average_at_start": list(load_at_start),
