@@ -59,18 +59,22 @@ def check_directory(path: Path, what: str, fix: str) -> None:
 
 def check_json_output(path: str | Path | None) -> None:
     """--json PATH must name a file that can be written (or be "-", stdout), before any work."""
-    if path is None or str(path) == STDOUT:
-        return
-    path = Path(path)
-    fix = "pass --json FILE.json, or --json - for stdout"
+    if path is not None and str(path) != STDOUT:
+        check_output_file(Path(path), "--json", "pass --json FILE.json, or --json - for stdout")
+
+
+def check_output_file(path: Path, flag: str, fix: str) -> None:
+    """An output file named by `flag` must be writable, checked before minutes of work.
+
+    Folders that do not exist yet are made when the file is written."""
     if path.is_dir():
-        raise UserError(f"--json {path} is a directory: {fix}")
-    folder = path.parent
+        raise UserError(f"{flag} {path} is a directory: {fix}")
+    folder = next(parent for parent in path.parents if parent.exists())
     if not folder.is_dir():
-        raise UserError(f"--json {path}: folder {folder} does not exist: create it, or {fix}")
+        raise UserError(f"{flag} {path}: {folder} is a file, not a folder: {fix}")
     writable = os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
     if not writable:
-        raise UserError(f"--json {path} cannot be written (permission denied): {fix}")
+        raise UserError(f"{flag} {path} cannot be written (permission denied): {fix}")
 
 
 def write_json_output(path: str | Path, report: dict[str, Any]) -> None:
@@ -80,6 +84,7 @@ def write_json_output(path: str | Path, report: dict[str, Any]) -> None:
         sys.stdout.write(text)
         return
     try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(path), text)
     except OSError as error:
         raise UserError(

@@ -6,6 +6,14 @@ RTLD_GLOBAL wins. The chain: MYLLM_BLAS, a system OpenBLAS, the BLAS inside the 
 wheel (libtorch_cpu.so exports cblas_sgemm; no root needed, and `make` installs torch anyway),
 then a warning. This module imports nothing from mlx or torch; myllm_mlx/__init__.py calls
 `load_system_blas()` first thing.
+
+An OpenBLAS that does not know the CPU model (Debian 12's 0.3.21 on a Sapphire Rapids) runs its
+generic Prescott (SSE3) kernels, 5x slower than its AVX-512 ones and slower than torch's BLAS. It
+reads OPENBLAS_CORETYPE once, when it loads: so before loading it, a child process asks it which
+kernels it would pick (`openblas_get_corename`), and where the answer is Prescott on a CPU with
+AVX2 or AVX-512, OPENBLAS_CORETYPE is set to the best kernel set the CPU runs (SkylakeX, Zen,
+Haswell). A user's own OPENBLAS_CORETYPE is left alone. benchmarks/mlx_blas_choice.py measures
+the choices (benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -14,9 +22,11 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
+import subprocess
 import sys
 import warnings
 
+from myllm.backend.precision import cpu_flags
 from myllm.errors import UserError
 
 BLAS_ENV = "MYLLM_BLAS"
@@ -45,6 +55,13 @@ MLX_CUDA_DISTRIBUTIONS = ("mlx-cuda-12", "mlx-cuda-13", "mlx-cuda")
 
 _blas_in_use: str | None = None
 
+# Ask a library for the kernel set it picks on this CPU, without loading it into this process.
+CORENAME_PROBE = (
+    "import ctypes, sys; get = ctypes.CDLL(sys.argv[1]).openblas_get_corename; "
+    "get.restype = ctypes.c_char_p; print(get().decode())"
+)
+GENERIC_KERNELS = "Prescott"
+
 
 def blas_in_use() -> str:
     """Which BLAS MLX's CPU matmuls use, e.g. 'openblas (/usr/lib/.../libopenblas.so.0)'."""
@@ -64,35 +81,57 @@ def openblas_core() -> str | None:
     return get_corename().decode()
 
 
-def generic_kernels_note(core: str | None = None, cpu_flags: set[str] | None = None) -> str:
-    """A hint when OpenBLAS runs its generic kernels on a CPU that has AVX2 or AVX-512.
-
-    Not set by default: other kernels round differently, so a seeded MLX run's losses would move
-    (in the 7th significant digit), and on CPUs OpenBLAS knows its own choice is the better one.
-    """
-    core = openblas_core() if core is None else core
-    if core != "Prescott" or os.environ.get("OPENBLAS_CORETYPE"):
-        return ""
-    flags = read_cpu_flags() if cpu_flags is None else cpu_flags
-    better = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
-    if better is None:
-        return ""
-    return (
-        f"; generic Prescott kernels on this CPU: OPENBLAS_CORETYPE={better} selects faster ones "
-        "(5x for MLX's matmuls on a Sapphire Rapids)"
-    )
+def better_kernels(flags: set[str], vendor: str) -> str | None:
+    """The fastest OpenBLAS kernel set this CPU runs, by its features; None: only generic ones."""
+    if "avx512f" in flags and vendor != "AuthenticAMD":
+        return "SkylakeX"
+    if "avx2" in flags:
+        return "Zen" if vendor == "AuthenticAMD" else "Haswell"
+    return None
 
 
-def read_cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+def cpu_vendor() -> str:
+    """'GenuineIntel', 'AuthenticAMD', ... from /proc/cpuinfo ('' where there is none)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return set()
+    return ""
+
+
+def probe_kernels(path: str) -> str | None:
+    """The kernel set the OpenBLAS at `path` picks on this CPU, asked in a child process (the
+    choice is made once, at load); None when it is no OpenBLAS or the probe fails."""
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", CORENAME_PROBE, path],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = probe.stdout.strip()
+    return found if probe.returncode == 0 and found else None
+
+
+def choose_kernels(path: str) -> str:
+    """Set OPENBLAS_CORETYPE before the OpenBLAS at `path` loads when it would run its generic
+    kernels on a CPU that has better ones; say what was done (for blas_in_use)."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return f"; kernels {os.environ['OPENBLAS_CORETYPE']} (OPENBLAS_CORETYPE, set by the user)"
+    found = probe_kernels(path)
+    if found is None:
+        return ""
+    better = better_kernels(cpu_flags(), cpu_vendor()) if found == GENERIC_KERNELS else None
+    if better is None:
+        return f"; kernels {found} (OpenBLAS's own choice for this CPU)"
+    os.environ["OPENBLAS_CORETYPE"] = better
+    return (
+        f"; kernels {better}: OPENBLAS_CORETYPE set by myllm, since this OpenBLAS would run its "
+        f"generic {found} kernels on this CPU (5x slower matmuls)"
+    )
 
 
 def load_system_blas() -> str:
@@ -152,6 +191,7 @@ def _choose_blas(
         return "unknown (mlx.core was imported before myllm_mlx: the BLAS could not be swapped)"
     candidates = [requested] if requested else [p for p in search_paths if p and os.path.exists(p)]
     for path in candidates:
+        kernels = choose_kernels(path) if "openblas" in _blas_name(path) else ""
         try:
             ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         except OSError as error:
@@ -160,7 +200,7 @@ def _choose_blas(
                     f"{BLAS_ENV}={requested} could not be loaded ({error}): {INSTALL_HINT}"
                 ) from error
             continue
-        return f"{_blas_name(path)} ({os.path.realpath(path)}){generic_kernels_note()}"
+        return f"{_blas_name(path)} ({os.path.realpath(path)}){kernels}"
     if gpu_build:
         return "reference (netlib, shipped with mlx; MLX's CUDA build runs matmuls on the GPU)"
     warnings.warn(

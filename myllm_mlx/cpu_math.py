@@ -81,12 +81,13 @@ def scaled_dot_product_attention(
 
     attn_mask: boolean, True where a query may attend; is_causal: the square causal mask;
     weights_dropout: applied to the attention weights (None: no dropout).
-    Without dropout: MLX's fused kernel (on CPU, MLX runs it as the explicit form below with its
-    own softmax, slower than ours, but switching would change evaluation losses in the last bit).
-    With dropout, which the fused kernel lacks: the explicit form with the softmax above.
+    On a GPU without dropout: MLX's fused kernel. On a CPU, and with dropout (which the fused
+    kernel lacks): the explicit form with the softmax above. MLX's CPU "fused" kernel is this
+    explicit form with mx.softmax, whose scalar exp made the forward 1.3x slower (attention of
+    the default model, batch 16: 175 vs 131 ms; fwd+bwd within 5 %, benchmarks/README.md).
     """
     scale = 1.0 / math.sqrt(q.shape[-1])
-    if weights_dropout is None:
+    if weights_dropout is None and not on_cpu():
         mask = "causal" if is_causal else attn_mask
         return mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask)
     scores = (q * scale) @ k.transpose(0, 1, 3, 2)  # [B, H, T, S]
@@ -94,7 +95,10 @@ def scaled_dot_product_attention(
         attn_mask = mx.tril(mx.ones(scores.shape[-2:], dtype=mx.bool_))
     if attn_mask is not None:
         scores = mx.where(attn_mask, scores, -mx.inf)
-    return weights_dropout(softmax(scores)) @ v  # [B, H, T, hd]
+    weights = softmax(scores)
+    if weights_dropout is not None:
+        weights = weights_dropout(weights)
+    return weights @ v  # [B, H, T, hd]
 
 
 def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:

@@ -42,7 +42,7 @@ class Decoder:
     def __init__(self, model: GPTModel, dtype: str = "float32"):
         self.model = model.eval()
         self.max_seq_len = model.config.max_seq_len
-        self.dtype = choose_dtype(dtype, device_facts(mx.default_device()))
+        self.dtype = choose_dtype(dtype, device_facts(mx.default_device()), decoding=True)
         # MLX has no autocast: a low-dtype copy of the weights is swapped in for each forward.
         self.low_parameters = None
         if self.dtype != "float32":

@@ -22,7 +22,7 @@ from myllm.backend.precision import (
     DeviceFacts,
     Precision,
     check_compile,
-    choose_dtype,
+    resolve_dtypes,
 )
 from myllm.config.settings import TrainConfig
 
@@ -36,23 +36,25 @@ GROWTH_INTERVAL = 2000
 def device_facts(device: mx.Device) -> DeviceFacts:
     """bfloat16 is the fast path on MLX's GPUs (Metal, CUDA); its CPU backend has no fast one."""
     if device.type == mx.gpu:
-        return DeviceFacts("gpu", True)
-    return DeviceFacts("cpu", False)
+        return DeviceFacts("gpu", True, "bfloat16 is the GPU's fast path")
+    why = f"MLX's CPU bfloat16 matmul is ~{MLX_CPU_BF16_SLOWDOWN}x slower than float32"
+    return DeviceFacts("cpu", False, why)
 
 
 def resolve_precision(config: TrainConfig, device: mx.Device) -> Precision:
     """`auto` dtype per device (myllm.backend.precision); `auto` compile = on: MLX's compiled step
     is faster than its eager one on every device measured (it fuses the element-wise work)."""
-    dtype = choose_dtype(config.dtype, device_facts(device))
+    dtypes = resolve_dtypes(config.dtype, device_facts(device))
     compile_on = check_compile(config.compile) != "off"
     warning = None
+    dtype = dtypes["dtype"]
     if dtype != "float32" and device.type == mx.cpu:
         # Warned, not refused: the numerics are right and CPU runs check them before a GPU run.
         warning = (
             f"MLX has no fast {dtype} matmul on a CPU (bfloat16 measured ~{MLX_CPU_BF16_SLOWDOWN}x "
             "slower than float32): use --dtype float32 on a CPU for speed"
         )
-    return Precision(dtype, compile_on, "mx.compile", warning)
+    return Precision(compile=compile_on, compiler="mx.compile", warning=warning, **dtypes)
 
 
 def cast_parameters(parameters, dtype: str):

@@ -20,6 +20,7 @@ from myllm.config.settings import ModelConfig, TrainConfig
 from myllm.data.accumulation import BatchShares, evaluation_shards, step_batches
 from myllm.train.dropout import step_keys
 from myllm.train.init import initial_weights
+from myllm_mlx.blas import blas_in_use
 from myllm_mlx.device import describe_device, resolve_device, set_matmul_precision
 from myllm_mlx.distributed import (
     all_reduce_max,
@@ -80,7 +81,8 @@ class Trainer:
         return describe_device(self.device)
 
     def versions(self) -> dict[str, str]:
-        return {"mlx": mx.__version__}
+        # Unlike torch's (fixed by its build), MLX's CPU BLAS is chosen at import: say which.
+        return {"mlx": mx.__version__, "blas": blas_in_use()}
 
     def to_device(self, batch: np.ndarray) -> mx.array:
         return mx.array(batch.astype(np.int32))  # unified memory: no copy to a device
@@ -212,7 +214,7 @@ class Trainer:
             finish_together()
 
     def decoder(self) -> Decoder:
-        return Decoder(self.model, self.precision.dtype)
+        return Decoder(self.model, self.precision.decode_dtype)
 
     def checkpoint(self) -> Checkpoint:
         """Weights and AdamW moments as a framework-free Checkpoint.

@@ -46,7 +46,7 @@ class Decoder:
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.max_seq_len = model.config.max_seq_len
-        self.dtype = choose_dtype(dtype, device_facts(self.device))
+        self.dtype = choose_dtype(dtype, device_facts(self.device), decoding=True)
         # Autocast casts every Linear's weights again at each forward: more than half of a
         # cached decode step on a CPU (benchmarks/README.md). Cast once here instead.
         self.low_parameters = None

@@ -216,7 +216,7 @@ class Trainer:
             finish_together()
 
     def decoder(self) -> Decoder:
-        return Decoder(self.model, self.precision.dtype)
+        return Decoder(self.model, self.precision.decode_dtype)
 
     def checkpoint(self) -> Checkpoint:
         """Weights and AdamW moments as a framework-free Checkpoint.

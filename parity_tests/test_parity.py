@@ -34,7 +34,9 @@ TORCH, MLX = load_backend("torch"), load_backend("mlx")
 CONFIG = ModelConfig(vocab_size=65, d_model=64, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
 ACTIVATIONS = pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
 DEVICE = os.environ.get("MYLLM_TEST_DEVICE", "cpu")
-TRAIN = TrainConfig(batch_size=8, block_size=32, lr=1e-3, seed=11, device=DEVICE)
+TRAIN = TrainConfig(  # float32: the reference (auto is bfloat16 for torch on AMX/AVX512-BF16 CPUs)
+    batch_size=8, block_size=32, lr=1e-3, seed=11, device=DEVICE, dtype="float32"
+)
 
 
 @pytest.fixture(scope="module")

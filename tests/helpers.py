@@ -32,7 +32,8 @@ DROPOUT_MODEL = ModelSettings(**{**TINY_MODEL, "dropout": 0.1})  # resume must d
 # 700 characters, 630 for training: ceil((630 - 16) / 32) = 20 steps per epoch, 40 in all.
 STEPS_PER_EPOCH, TOTAL_STEPS = 20, 40
 TINY_CLI = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
-            "--batch-size", "8", "--dropout", "0.1", "--device", "cpu"]  # fmt: skip
+            "--batch-size", "8", "--dropout", "0.1", "--device", "cpu",
+            "--dtype", "float32"]  # fmt: skip  # float32: the reference (auto is bf16 on AMX CPUs)
 # Tiny models run fastest on one thread; on a shared 2-core machine two threads spin on each other.
 ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
@@ -71,7 +72,7 @@ def tiny_train_config(data: Path, checkpoint_dir: Path, **overrides) -> TrainCon
     values = {
         "data": str(data), "checkpoint_dir": str(checkpoint_dir), "batch_size": 8,
         "block_size": 16, "lr": 3e-3, "log_interval": 5, "eval_iters": 4, "seed": 7,
-        "device": "cpu",
+        "device": "cpu", "dtype": "float32",  # the reference: auto is bfloat16 on some CPUs
     }  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 
@@ -247,7 +248,7 @@ def assert_user_error(result: CliResult | subprocess.CompletedProcess, *fragment
 DISTRIBUTED_TEXT_LENGTH = 100
 DISTRIBUTED_SETTINGS = {
     "max_steps": 20, "batch_size": 7, "block_size": 16, "val_split": 0.2, "lr": 3e-3,
-    "log_interval": 1, "seed": 7, "device": "cpu",
+    "log_interval": 1, "seed": 7, "device": "cpu", "dtype": "float32",
 }  # fmt: skip
 DISTRIBUTED_TOLERANCE = 1e-5  # float32 losses; the ranks sum their shards in a different order
 

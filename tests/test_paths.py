@@ -85,14 +85,16 @@ def test_json_output_is_checked_then_written(tmp_path, monkeypatch, capsys):
     check_json_output("-")
     with pytest.raises(UserError, match=r"is a directory: pass --json FILE\.json, or --json -"):
         check_json_output(tmp_path)
-    with pytest.raises(UserError, match=r"folder .*nowhere does not exist"):
-        check_json_output(tmp_path / "nowhere" / "out.json")
+    (tmp_path / "file").write_text("mine\n")
+    with pytest.raises(UserError, match=r"file is a file, not a folder"):
+        check_json_output(tmp_path / "file" / "out.json")
+    check_json_output(tmp_path / "new" / "out.json")  # folders are made when it is written
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(UserError, match="cannot be written"):
         check_json_output(tmp_path / "out.json")
     monkeypatch.undo()
-    write_json_output(tmp_path / "out.json", {"a": 1})
-    assert json.loads((tmp_path / "out.json").read_text()) == {"a": 1}
+    write_json_output(tmp_path / "new" / "out.json", {"a": 1})
+    assert json.loads((tmp_path / "new" / "out.json").read_text()) == {"a": 1}
     write_json_output("-", {"b": 2})
     assert json.loads(capsys.readouterr().out) == {"b": 2}
 

@@ -4,15 +4,9 @@ The package holds no framework code: each backend's timing operations are its `B
 """
 
 from myllm.bench.flops import FLOP_FORMULA, flop_parameter_count, model_flops_per_token
+from myllm.bench.output import ROWS, markdown_table, render_table, report_notes
 from myllm.bench.plan import PRESETS, BenchPlan, BenchSettings, resolve_plan
-from myllm.bench.report import (
-    ROWS,
-    markdown_table,
-    matmul_peak,
-    render_table,
-    report_notes,
-    write_report,
-)
+from myllm.bench.report import matmul_peak
 from myllm.bench.runner import run_bench, run_matrix, select_backends
 
 __all__ = [
@@ -31,5 +25,4 @@ __all__ = [
     "run_bench",
     "run_matrix",
     "select_backends",
-    "write_report",
 ]

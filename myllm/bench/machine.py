@@ -71,7 +71,7 @@ def process_peak_rss_bytes() -> int:
 def rss_source(resettable: bool) -> str:
     if resettable:
         return (
-            "process peak RSS (VmHWM, reset before each training repeat; the whole process: "
-            "Python, both frameworks and the other backend's resident model)"
+            "process peak RSS (VmHWM, reset before each training repeat; the backend's own "
+            "worker process: Python, its framework and its model)"
         )
-    return "process peak RSS since start (getrusage ru_maxrss: not resettable, whole process)"
+    return "process peak RSS since start (getrusage ru_maxrss: not resettable, the worker)"

@@ -71,6 +71,7 @@ class BenchSettings:
     matmul_size: int = setting(MATMUL_SIZE, "matmul peak's square", low=1, high=2**16, flag="")
     dtype: str = "auto"  # one value of `myllm bench --dtype` (run_matrix interleaves them)
     compile: str = "auto"  # one value of `myllm bench --compile`
+    dropout: float | None = None  # one value of `myllm bench --dropout`; None: the model's
 
 
 @dataclass
@@ -136,6 +137,7 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         n_heads=chosen("n_heads"),
         n_layers=chosen("n_layers"),
         max_seq_len=chosen("block_size"),
+        dropout=MODEL_DEFAULTS["dropout"] if settings.dropout is None else settings.dropout,
     )
     return BenchPlan(
         config_name=settings.config,

@@ -1,278 +1,144 @@
-"""Runs `myllm bench`: every backend, same model, same batches, measurements interleaved.
+"""Runs `myllm bench`: every backend in its own worker process, the measurements interleaved.
 
-Each backend builds its real Trainer and Decoder on the same ModelConfig and is fed the same numpy
-batches. After a warm-up, the measurements are interleaved (torch, mlx, torch, mlx, ...) so that
-a machine that speeds up or slows down during the run affects both alike, and medians of the
-repeats are reported. MFU is taken against a matmul peak measured in the same run with each
-backend's own matmul, so it says how much of what *this* framework can do on *this* device the
-model gets. The framework-specific timing (waiting for queued work, memory counters, the matmul)
-is each backend's `BenchOps` (myllm/backend/contract.py).
+Each backend (and each dtype / compile / dropout cell) is one worker (myllm/bench/worker.py):
+same model, same seeded batches. After every worker has warmed up, each repeat of each
+measurement runs every worker in turn, one at a time (torch, mlx, torch, mlx, ...), so a machine
+that speeds up or slows down during the run moves all of them alike, a ratio between cells (as
+bfloat16 over float32) is taken side by side, and no framework's threads share a process with
+another's. Medians of the repeats are reported.
 """
 
 from __future__ import annotations
 
-import gc
-import math
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from myllm.backend.contract import Backend
-from myllm.backend.registry import backend_names, is_installed, load_backend
-from myllm.bench.machine import load_average, process_peak_rss_bytes, rss_source
-from myllm.bench.plan import (
-    BATCHED_SAMPLES,
-    PROMPT_IDS,
-    BenchPlan,
-    BenchSettings,
-    make_batches,
-    resolve_plan,
-    sweep_shapes,
-)
-from myllm.bench.report import build_report
-from myllm.config.settings import TrainConfig
+from myllm.backend.registry import backend_names, is_installed
+from myllm.bench.machine import load_average
+from myllm.bench.measure import MEASUREMENTS
+from myllm.bench.plan import BenchSettings, resolve_plan
+from myllm.bench.report import BackendResult, build_report
 from myllm.errors import UserError
-from myllm.generate.loop import generate_tokens
-from myllm.generate.sampling import SamplingSettings
 
-MATMUL_SECONDS = 0.1  # each timed matmul sample runs about this long
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding myllm/
 
 
-@contextmanager
-def _stopwatch(record: Callable[[float], None]) -> Iterator[None]:
-    """Time the block with the garbage collector off (as timeit does); pass seconds to record."""
-    gc.disable()
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        record(time.perf_counter() - start)
-        gc.enable()
+class BackendDoesNotImport(Exception):
+    """A worker could not import its backend's modules (the message says why)."""
 
 
-class BackendBench:
-    """One backend's Trainer, Decoder and timings; every method runs one measurement."""
+class Worker:
+    """The parent's handle on one worker process: one JSON request out, one JSON reply back."""
 
-    def __init__(self, backend: Backend, plan: BenchPlan, batches: list[tuple[np.ndarray, ...]]):
-        self.name = backend.name
-        self.plan = plan
-        self.batches = batches
-        train_config = TrainConfig(
-            batch_size=plan.batch_size,
-            block_size=plan.block_size,
-            device=plan.device,
-            seed=plan.seed,
-            dtype=plan.dtype,
-            compile=plan.compile,
-        )
-        self.trainer = backend.Trainer(plan.model_config, train_config)
-        self.dtype = self.trainer.precision.dtype
-        self.decoder = self.trainer.decoder()
-        self.ops = backend.BenchOps(self.trainer)
-        self.samples: dict[str, list[float]] = {}
-        self.peak_memory = 0
-        self.peak_rss = 0
-        self.matmul_count = 1
-        size = plan.matmul_size
-        self.matmul_inputs = self.ops.matmul_operands((size, size, size), self.dtype)
-        # The peak is the best of a sweep: the square above, smaller squares, the model's GEMMs.
-        self.sweep_inputs = {
-            shape: self.ops.matmul_operands(shape, self.dtype) for shape in sweep_shapes(plan)
-        }
-        self.sweep_counts = dict.fromkeys(self.sweep_inputs, 1)
-        self.sweep_seconds: dict[str, list[float]] = {}
+    def __init__(self, backend: str, settings: BenchSettings, env: dict[str, str] | None = None):
+        """`env`: variables for this worker on top of this process's (benchmarks/ scripts)."""
+        self.backend = backend
+        self.settings = settings
+        path = os.environ.get("PYTHONPATH", "")
+        env = {**os.environ, **(env or {})}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, path) if p)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "myllm.bench.worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
 
-    def record(self, kind: str, seconds: float) -> None:
-        self.samples.setdefault(kind, []).append(seconds)
-
-    def warm_up(self) -> None:
-        """Compile, allocate and fill caches: warm-up steps of every measurement, untimed."""
-        for x, y in self.batches[: self.plan.warmup]:
-            self.trainer.to_host(list(self.trainer.train_step(x, y, TrainConfig.lr)))
-        self.ops.force_training()
-        warm_batches = self.batches[: max(1, self.plan.warmup)]
-        self.forward_batches(warm_batches)
-        short = min(8, self.plan.gen_tokens)
-        self.generate(short, use_kv_cache=True, samples=1)
-        self.generate(short, use_kv_cache=True, samples=BATCHED_SAMPLES)
-        # Full length: without a cache every step has a new sequence length, and MLX compiles
-        # its fused GELU once per shape (~7 s over 128 lengths of the default model on CPU).
-        self.generate(self.plan.gen_tokens, use_kv_cache=False, samples=1)
-        self.decode_steps(min(4, self.plan.block_size))
-        self.calibrate_matmul()
-
-    def timed_batches(self, repeat: int) -> list[tuple[np.ndarray, ...]]:
-        first = self.plan.warmup + repeat * self.plan.steps
-        return self.batches[first : first + self.plan.steps]
-
-    def time_training(self, repeat: int) -> None:
-        """`steps` real Trainer.train_step calls, forced at the end with the trainer's to_host."""
-        self.trainer.model.train()
-        self.ops.reset_peak_memory()
-        with _stopwatch(lambda s: self.record("train", s)):
-            pending = [
-                self.trainer.train_step(x, y, TrainConfig.lr) for x, y in self.timed_batches(repeat)
-            ]
-            self.trainer.to_host([value for pair in pending for value in pair])
-            self.ops.force_training()
-        self.peak_memory = max(self.peak_memory, self.ops.peak_memory_bytes())
-        self.peak_rss = max(self.peak_rss, process_peak_rss_bytes())
-
-    def forward_batches(self, batches) -> None:
-        self.trainer.model.eval()
-        outputs = [self.ops.forward(self.trainer.to_device(x)) for x, _ in batches]
-        self.ops.force(outputs)
-
-    def time_forward(self, repeat: int) -> None:
-        batches = self.timed_batches(repeat)
-        with _stopwatch(lambda s: self.record("forward", s)):
-            self.forward_batches(batches)
-
-    def generate(self, tokens: int, use_kv_cache: bool, samples: int) -> None:
-        """The shared decoding loop, sampling included, as `myllm generate` runs it."""
-        self.trainer.model.eval()  # the Decoder set eval once; train_step has set train since
-        settings = SamplingSettings(temperature=1.0, max_new_tokens=tokens)
-        rng = np.random.default_rng(self.plan.seed)
-        for _ in generate_tokens(self.decoder, PROMPT_IDS, settings, rng, samples, use_kv_cache):
-            pass
-
-    def time_generation(self, kind: str, use_kv_cache: bool, samples: int) -> None:
-        with _stopwatch(lambda s: self.record(kind, s)):
-            self.generate(self.plan.gen_tokens, use_kv_cache, samples)
-
-    def decode_steps(self, positions: int) -> tuple[float, float]:
-        """Seconds of `positions` cached 1-token steps: decoder.last_logits vs the bare model.
-
-        The two run in lockstep on two caches, so both see the same positions and machine state;
-        the difference is the Decoder's own cost (host -> device ids, slicing, device -> host).
-        """
-        self.trainer.model.eval()
-        tokens = self.batches[0][0][:1, :positions].astype(np.int64)  # [1, positions]
-        device_ids = [self.trainer.to_device(tokens[:, p : p + 1]) for p in range(positions)]
-        decoder_cache = self.decoder.new_cache(1)
-        model_cache = self.decoder.new_cache(1)
-        decoder_seconds = model_seconds = 0.0
-        for position in range(positions):
-            start = time.perf_counter()
-            self.decoder.last_logits(tokens[:, position : position + 1], decoder_cache)
-            middle = time.perf_counter()
-            self.ops.force([self.ops.forward(device_ids[position], model_cache)])
-            end = time.perf_counter()
-            decoder_seconds += middle - start
-            model_seconds += end - middle
-        return decoder_seconds, model_seconds
-
-    def time_decode_steps(self) -> None:
-        positions = min(self.plan.gen_tokens, self.plan.block_size)
-        gc.disable()
+    def ask(self, op: str, **fields: Any) -> Any:
+        assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            decoder_seconds, model_seconds = self.decode_steps(positions)
-        finally:
-            gc.enable()
-        self.record("decode_step", decoder_seconds / positions)
-        self.record("model_step", model_seconds / positions)
+            self.process.stdin.write(json.dumps({"op": op, **fields}) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the reply below says that it died
+        line = self.process.stdout.readline()
+        if not line:
+            code = self.process.wait()
+            raise RuntimeError(f"the {self.backend} bench worker stopped (exit code {code})")
+        reply = json.loads(line)
+        if "error" not in reply:
+            return reply["ok"]
+        if reply["kind"] == "user":
+            raise UserError(reply["error"])
+        if reply["kind"] == "import":
+            raise BackendDoesNotImport(reply["error"])
+        raise RuntimeError(f"the {self.backend} bench worker failed:\n{reply['error']}")
 
-    def run_matmuls(self, count: int, inputs=None) -> None:
-        a, b = inputs or self.matmul_inputs
-        products = []
-        for _ in range(count):
-            products.append(self.ops.matmul(a, b))
-            if len(products) == 8:  # bound the memory of lazily queued results
-                self.ops.force(products)
-                products = []
-        self.ops.force(products)
-
-    def calibrate_matmul(self) -> None:
-        """Choose how many matmuls make one timed repeat last about MATMUL_SECONDS."""
-        self.run_matmuls(1)
-        start = time.perf_counter()
-        self.run_matmuls(1)
-        one = time.perf_counter() - start
-        self.matmul_count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / max(one, 1e-9))))
-        for shape, inputs in self.sweep_inputs.items():
-            self.run_matmuls(1, inputs)
-            start = time.perf_counter()
-            self.run_matmuls(1, inputs)
-            one = time.perf_counter() - start
-            # A quarter of the square's time each: the sweep adds about as much time as it.
-            count = max(1, min(10_000, math.ceil(MATMUL_SECONDS / 4 / max(one, 1e-9))))
-            self.sweep_counts[shape] = count
-
-    def time_matmul(self) -> None:
-        with _stopwatch(lambda s: self.record("matmul", s / self.matmul_count)):
-            self.run_matmuls(self.matmul_count)
-        for shape, inputs in self.sweep_inputs.items():
-            count = self.sweep_counts[shape]
-            samples = self.sweep_seconds.setdefault("x".join(map(str, shape)), [])
-            with _stopwatch(lambda s, samples=samples, count=count: samples.append(s / count)):
-                self.run_matmuls(count, inputs)
-
-    def description(self) -> dict[str, Any]:
-        """Device, versions, BLAS, compile flag and memory source of this backend."""
-        return {
-            "device": self.trainer.describe_device(),
-            "gpu": self.ops.gpu_name(),
-            "versions": self.trainer.versions(),
-            "blas": self.ops.blas(),
-            "dtype": self.dtype,
-            "matmul_precision": self.trainer.matmul_precision,
-            "compiled": self.trainer.compiled,
-            "precision": self.trainer.precision.describe(),  # what runs compiled, in which dtype
-            "matmul_sweep_seconds": self.sweep_seconds,  # m x k x n -> seconds per matmul
-            "memory_source": self.ops.memory_source(),
-            "rss_source": rss_source(self.ops.rss_resettable),
-            "matmuls_per_repeat": self.matmul_count,
-        }
+    def close(self) -> None:
+        if self.process.poll() is None:
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
-def select_backends(names: list[str] | None) -> tuple[list[tuple[str, Backend]], dict[str, str]]:
+def select_backends(names: list[str] | None) -> tuple[list[str], dict[str, str]]:
     """The backends to run and, when none were named, why each other backend is skipped.
 
-    A named backend that cannot run is a UserError; unnamed ones are skipped with the reason.
+    Checked without importing a framework (the workers do). A named backend that is unknown or
+    not installed is a UserError; unnamed ones are skipped with the reason.
     """
     explicit = names is not None
     chosen = names if explicit else backend_names()
     if explicit and not chosen:
         raise UserError("--backends is empty: use e.g. --backends torch,mlx")
-    for name in chosen:  # every name is checked before any framework is imported
+    for name in chosen:
         if name not in backend_names():
             raise UserError(f"unknown backend {name!r}: use one of {', '.join(backend_names())}")
-    # torch before mlx whatever the order given: myllm_mlx loads the system OpenBLAS globally, and
-    # a torch imported after it could resolve its BLAS calls there instead of its own MKL.
-    chosen = [name for name in backend_names() if name in chosen]
-    loaded: list[tuple[str, Backend]] = []
-    skipped: dict[str, str] = {}
-    for name in chosen:
-        if not explicit and not is_installed(name):
+    selected, skipped = [], {}
+    for name in [name for name in backend_names() if name in chosen]:
+        if is_installed(name):
+            selected.append(name)
+        elif explicit:
+            raise UserError(f"backend {name!r} cannot run: it is not installed")
+        else:
             skipped[name] = "not installed"
-            continue
-        try:
-            loaded.append((name, load_backend(name)))
-        except ImportError as error:
-            reason = f"its modules do not import yet ({error})"
-            if explicit:
-                raise UserError(f"backend {name!r} cannot run: {reason}") from None
-            skipped[name] = reason
-    if not loaded:
+    if not selected:
+        raise UserError("no backend can run (none is installed): install torch or mlx")
+    return selected, skipped
+
+
+def start_workers(
+    cells: list[BenchSettings], progress: Callable[[str], None]
+) -> tuple[list[Worker], dict[str, str]]:
+    """A warmed-up worker per cell and backend, one warm-up at a time; and what was skipped."""
+    explicit = cells[0].backends is not None
+    names, skipped = select_backends(cells[0].backends)
+    workers: list[Worker] = []
+    try:
+        for settings in cells:
+            for name in [name for name in names if name not in skipped]:
+                progress(f"building and warming up {name} ({describe_cell(settings)})")
+                worker = Worker(name, settings)
+                workers.append(worker)
+                try:
+                    worker.ask("start", backend=name, settings=dataclasses.asdict(settings))
+                except BackendDoesNotImport as failure:
+                    if explicit:
+                        raise UserError(f"backend {name!r} cannot run: {failure}") from None
+                    skipped[name] = str(failure)
+                    worker.close()
+                    workers.remove(worker)
+    except BaseException:
+        for worker in workers:
+            worker.close()
+        raise
+    if not workers:
         reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
         raise UserError(f"no backend can run ({reasons}): install torch or mlx")
-    return loaded, skipped
+    return workers, skipped
 
 
-MEASUREMENTS: list[tuple[str, Callable[[BackendBench, int], None]]] = [
-    ("training", lambda bench, repeat: bench.time_training(repeat)),
-    ("forward", lambda bench, repeat: bench.time_forward(repeat)),
-    ("generation, KV cache", lambda b, _: b.time_generation("generate_kv", True, 1)),
-    ("generation, no cache", lambda b, _: b.time_generation("generate_no_kv", False, 1)),
-    (
-        f"generation, {BATCHED_SAMPLES} samples",
-        lambda b, _: b.time_generation("generate_batched", True, BATCHED_SAMPLES),
-    ),
-    ("decode-step overhead", lambda bench, _: bench.time_decode_steps()),
-]
+def describe_cell(settings: BenchSettings) -> str:
+    dropout = "model's" if settings.dropout is None else settings.dropout
+    return f"dtype {settings.dtype}, compile {settings.compile}, dropout {dropout}"
 
 
 def run_bench(
@@ -285,39 +151,35 @@ def run_bench(
 def run_matrix(
     cells: list[BenchSettings], progress: Callable[[str], None] | None = None
 ) -> list[dict[str, Any]]:
-    """One report per cell (a dtype x compile combination), every cell measured in one pass.
+    """One report per cell (a dtype x compile x dropout combination), all measured in one pass.
 
-    Each repeat of each measurement runs every backend of every cell in turn, so a machine that
-    speeds up or slows down during the run moves all cells alike, and a ratio between cells (as
-    bfloat16 over float32) is taken side by side, not from two runs minutes apart. Every cell's
-    models are resident together: a matrix needs that much more memory.
+    Every cell's workers are resident together: a matrix needs that much more memory.
     """
     progress = progress or (lambda message: None)
     load_at_start = load_average()
-    plans = [resolve_plan(settings) for settings in cells]
-    loaded, skipped = select_backends(cells[0].backends)
-    batches = make_batches(plans[0])  # the cells differ only in dtype and compile
-    groups: list[list[BackendBench]] = []
-    for plan in plans:
-        benches = []
-        for name, backend in loaded:
-            progress(f"building and warming up {name} ({plan.dtype}, compile {plan.compile})")
-            bench = BackendBench(backend, plan, batches)
-            bench.warm_up()
-            benches.append(bench)
-        groups.append(benches)
-    everyone = [bench for benches in groups for bench in benches]
-    gc.collect()  # once: a full collection with both frameworks loaded takes ~0.1 s
-    for label, measure in MEASUREMENTS:
-        for repeat in range(plans[0].repeats):
-            for bench in everyone:
-                progress(f"{label}: {bench.name} {repeat + 1}/{plans[0].repeats}")
-                measure(bench, repeat)
-            # The peak is sampled throughout the run, not in one phase that a burst of other
-            # work on the machine could spoil; its median is robust to a few slow samples.
-            for bench in everyone:
-                bench.time_matmul()
+    plans = [resolve_plan(settings) for settings in cells]  # bad input: before any process
+    workers, skipped = start_workers(cells, progress)
+    try:
+        repeats = plans[0].repeats
+        for index, (label, _) in enumerate(MEASUREMENTS):
+            for repeat in range(repeats):
+                for worker in workers:
+                    progress(f"{label}: {worker.backend} {repeat + 1}/{repeats}")
+                    worker.ask("measure", index=index, repeat=repeat)
+                # The peak is sampled throughout the run, not in one phase that a burst of other
+                # work on the machine could spoil; its median is robust to a few slow samples.
+                for worker in workers:
+                    worker.ask("matmul")
+        results = [BackendResult(**worker.ask("result")) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.close()
     return [
-        build_report(plan, benches, skipped, load_at_start)
-        for plan, benches in zip(plans, groups, strict=True)
+        build_report(
+            plan,
+            [r for r, w in zip(results, workers, strict=True) if w.settings is settings],
+            skipped,
+            load_at_start,
+        )
+        for plan, settings in zip(plans, cells, strict=True)
     ]

@@ -8,8 +8,6 @@ run is short and small (COMPARE_DEFAULTS), and float32 unless --dtype says other
 from __future__ import annotations
 
 import inspect
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +18,7 @@ from rich.table import Table
 from myllm.cli.app import app
 from myllm.cli.train import COMMAND_OPTIONS, flag_settings, setting_option
 from myllm.errors import UserError
+from myllm.paths import check_json_output, write_json_output
 
 COMPARE_DEFAULTS = {
     "d_model": 64, "n_heads": 4, "n_layers": 2, "block_size": 32, "batch_size": 8,
@@ -75,6 +74,7 @@ def compare(**options: Any) -> None:
     plot = options["plot"] or out / "compare.png"
     if plot.suffix.lower() != ".png":
         raise UserError(f"--plot {plot} is not a .png path: choose a path ending in .png")
+    check_json_output(options["json_path"])
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "compare.json"
     config_file.write_text(render(settings, "json"))
@@ -84,11 +84,7 @@ def compare(**options: Any) -> None:
     plot_comparison(comparison, plot, f"torch vs MLX, seed {request.train_config.seed}")
     report = comparison.to_dict(settings)
     if options["json_path"] is not None:
-        text = json.dumps(report, indent=2) + "\n"
-        if str(options["json_path"]) == "-":
-            sys.stdout.write(text)
-        else:
-            options["json_path"].write_text(text)
+        write_json_output(options["json_path"], report)
     Console(stderr=True).print(f"Runs in {out}/, plot {plot}")
 
 

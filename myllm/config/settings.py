@@ -130,8 +130,9 @@ class TrainConfig:
         None, "token cache folder [env: MYLLM_CACHE] (default: .myllm_cache/ beside the data)"
     )
     dtype: str = setting(  # weights and AdamW state stay float32 (myllm/backend/precision.py)
-        "auto", "compute dtype (auto: bfloat16 on CUDA / Apple GPUs, float32 on CPUs); "
-        "weights stay float32", choices=DTYPE_CHOICES,
+        "auto", "compute dtype (auto: bfloat16 on CUDA / Apple GPUs and, for torch, on CPUs "
+        "with AMX-BF16 / AVX512-BF16; float32 elsewhere); weights stay float32",
+        choices=DTYPE_CHOICES,
     )  # fmt: skip
     compile: str = setting(
         "auto", "compile the step (auto: torch on CUDA, MLX always)", choices=COMPILE_CHOICES

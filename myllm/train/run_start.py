@@ -56,7 +56,7 @@ def run_record(run: Any, resume: Path | None) -> dict[str, Any]:
         "tokenizer": config.tokenizer,
         "evaluation": run.evaluation.to_dict(),
         "precision": {
-            "dtype": trainer.precision.dtype,
+            **trainer.precision.record(),  # dtype, why, decoding's dtype
             "compiled": trainer.compiled,
             "grad_accum_steps": config.grad_accum_steps,
         },

@@ -66,13 +66,31 @@ def test_neither_openblas_nor_torch_warns_with_the_fix():
     assert described.startswith("reference") and len(record) == 1
 
 
-def test_generic_openblas_kernels_on_a_capable_cpu_get_a_hint(monkeypatch):
+def test_generic_openblas_kernels_on_a_capable_cpu_are_replaced(monkeypatch):
+    """OPENBLAS_CORETYPE is set before loading only where OpenBLAS would run Prescott kernels on
+    a CPU that has better ones; OpenBLAS's own choice and the user's are left alone."""
+    assert blas.better_kernels({"avx2", "avx512f"}, "GenuineIntel") == "SkylakeX"
+    assert blas.better_kernels({"avx2"}, "GenuineIntel") == "Haswell"
+    assert blas.better_kernels({"avx2", "avx512f"}, "AuthenticAMD") == "Zen"
+    assert blas.better_kernels({"sse3"}, "GenuineIntel") is None  # nothing better to pick
+    monkeypatch.setattr(blas, "cpu_flags", lambda: {"avx2", "avx512f"})
+    monkeypatch.setattr(blas, "cpu_vendor", lambda: "GenuineIntel")
     monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
-    from myllm_mlx.blas import generic_kernels_note
+    monkeypatch.setattr(blas, "probe_kernels", lambda path: "SkylakeX")
+    assert "OpenBLAS's own choice" in blas.choose_kernels("lib")
+    assert "OPENBLAS_CORETYPE" not in os.environ
+    monkeypatch.setattr(blas, "probe_kernels", lambda path: "Prescott")
+    chosen = blas.choose_kernels("lib")
+    assert "set by myllm" in chosen and "generic Prescott" in chosen
+    assert os.environ["OPENBLAS_CORETYPE"] == "SkylakeX"
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert blas.choose_kernels("lib") == "; kernels Haswell (OPENBLAS_CORETYPE, set by the user)"
 
-    assert "OPENBLAS_CORETYPE=SkylakeX" in generic_kernels_note("Prescott", {"avx2", "avx512f"})
-    assert "OPENBLAS_CORETYPE=Haswell" in generic_kernels_note("Prescott", {"avx2"})
-    assert generic_kernels_note("Prescott", {"sse3"}) == ""  # nothing better to pick
-    assert generic_kernels_note("SkylakeX", {"avx512f"}) == ""  # OpenBLAS knew the CPU
-    monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
-    assert generic_kernels_note("Prescott", {"avx512f"}) == ""  # the user chose already
+
+@linux_only
+def test_the_probe_reads_a_real_openblas_kernel_choice():
+    found = next((p for p in blas.SEARCH_PATHS if os.path.exists(p)), None)
+    if found is None:
+        pytest.skip("no system OpenBLAS installed here")
+    assert blas.probe_kernels(found)  # e.g. "Prescott", "SkylakeX", "Haswell"
+    assert blas.probe_kernels(blas.torch_blas_path() or "/nonexistent") is None  # not OpenBLAS

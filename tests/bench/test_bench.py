@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,15 +18,18 @@ from myllm.bench import (
     model_flops_per_token,
     resolve_plan,
     run_bench,
+    run_matrix,
     select_backends,
 )
+from myllm.cli import main
 from myllm.config.settings import ModelConfig
 from myllm.errors import UserError
 from tests.helpers import BACKENDS
 
 FIGURES = {key for _, key, _ in ROWS}
-BACKEND_FIELDS = {"device", "gpu", "versions", "blas", "dtype", "compiled", "memory_source",
-                  "rss_source", "matmuls_per_repeat", "figures", "seconds"}  # fmt: skip
+BACKEND_FIELDS = {"device", "gpu", "versions", "blas", "dtype", "dtype_reason", "decode_dtype",
+                  "compiled", "memory_source", "rss_source", "matmuls_per_repeat", "figures",
+                  "seconds", "process_id"}  # fmt: skip
 SECONDS = {"train", "forward", "generate_kv", "generate_no_kv", "generate_batched", "decode_step",
            "model_step", "matmul"}  # fmt: skip
 FAST = {"config": "tiny", "steps": 2, "warmup": 1, "repeats": 2, "gen_tokens": 8,
@@ -37,6 +39,12 @@ FAST = {"config": "tiny", "steps": 2, "warmup": 1, "repeats": 2, "gen_tokens": 8
 # The tests check the plumbing, not the speed: one thread keeps them fast on a shared CPU, where two
 # OpenMP threads stall each other whenever another process holds one of the cores.
 ONE_THREAD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def one_thread_workers(monkeypatch):
+    """The bench's worker processes inherit the environment: one OpenMP thread each."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -67,7 +75,9 @@ def runnable_backends() -> list[str]:
 
 def check_backend_report(info: dict, settings: dict) -> None:
     assert set(info) >= BACKEND_FIELDS
-    assert info["dtype"] == "float32" and isinstance(info["compiled"], bool)
+    assert info["dtype"] in ("float32", "bfloat16") and isinstance(info["compiled"], bool)
+    assert info["dtype_reason"].startswith("auto: ") and info["decode_dtype"] == "float32"
+    assert info["process_id"] != os.getpid()  # measured in a worker process of its own
     assert set(info["figures"]) == FIGURES
     assert all(
         value > 0 for key, value in info["figures"].items() if key != "decode_overhead_fraction"
@@ -80,38 +90,22 @@ def check_backend_report(info: dict, settings: dict) -> None:
     }
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_bench_runs_each_backend_end_to_end(name, one_torch_thread):
-    reason = runnable(name)
-    if reason:
-        pytest.skip(reason)
-    report = run_bench(BenchSettings(backends=[name], **FAST))
-    assert list(report["backends"]) == [name]
-    check_backend_report(report["backends"][name], report["settings"])
-    assert report["ratios_mlx_over_torch"] == {}
-    tokens = report["settings"]["steps"] * 8 * 32  # batch 8, block 32 of the tiny config
-    seconds = sorted(report["backends"][name]["seconds"]["train"])
-    assert report["backends"][name]["figures"]["train_tokens_per_s"] == pytest.approx(
-        tokens / ((seconds[0] + seconds[1]) / 2)
-    )
-
-
-def test_cli_writes_json_with_every_field(tmp_path: Path):
-    """The real command, all runnable backends interleaved in one run, JSON and table."""
+def test_cli_writes_json_with_every_field():
+    """The real command, all runnable backends interleaved in one run: JSON on stdout (--json -),
+    the table on stderr."""
     names = runnable_backends()
     if not names:
         pytest.skip("no backend can run here: install torch or mlx")
-    out = tmp_path / "results" / "bench.json"
     args = ["bench", "--config", "tiny", "--steps", "1", "--warmup", "1", "--repeats", "1",
             "--gen-tokens", "4", "--device", "cpu", "--backends", ",".join(names),
-            "--json", out]  # fmt: skip
+            "--json", "-"]  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "myllm", *map(str, args)], capture_output=True, text=True,
         timeout=120, env=ONE_THREAD_ENV,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "training tokens/s" in result.stdout and "MFU" in result.stdout
-    report = json.loads(out.read_text())
+    assert "training tokens/s" in result.stderr and "MFU" in result.stderr
+    report = json.loads(result.stdout)
     assert report["command"][1:] == list(map(str, args))
     assert {
         "os",
@@ -140,7 +134,7 @@ def test_cli_writes_json_with_every_field(tmp_path: Path):
         assert ratios["train_tokens_per_s"] == pytest.approx(
             figures["mlx"]["train_tokens_per_s"] / figures["torch"]["train_tokens_per_s"]
         )
-        assert "mlx/torch" in result.stdout
+        assert "mlx/torch" in result.stderr
 
 
 def test_flops_per_token_match_a_hand_count():
@@ -167,13 +161,89 @@ def test_flop_count_agrees_with_the_torch_model(one_torch_thread):
     assert flop_parameter_count(config) == expected
 
 
-def test_torch_is_loaded_before_mlx_whatever_the_order_given():
-    """myllm_mlx loads OpenBLAS globally: torch must come first to keep its own BLAS."""
+def test_backends_are_selected_once_in_a_fixed_order_without_importing_them():
     names = runnable_backends()
     if len(names) < 2:
         pytest.skip(f"needs both backends, runnable here: {names}")
-    loaded, skipped = select_backends(["mlx", "torch", "mlx"])
-    assert [name for name, _ in loaded] == ["torch", "mlx"] and skipped == {}
+    assert select_backends(["mlx", "torch", "mlx"]) == (["torch", "mlx"], {})
+
+
+def test_each_backend_and_cell_runs_end_to_end_in_its_own_process(one_thread_workers):
+    """Two --dropout cells x the runnable backends: one worker process each, none of them this
+    one; every figure there, training tokens/s the median of its repeats."""
+    names = runnable_backends()
+    if not names:
+        pytest.skip("no backend can run here: install torch or mlx")
+    cells = [BenchSettings(**FAST, backends=names, dropout=d) for d in (0.1, 0)]
+    reports = run_matrix(cells)
+    ids = [info["process_id"] for report in reports for info in report["backends"].values()]
+    assert len(ids) == 2 * len(names) == len(set(ids)) and os.getpid() not in ids
+    dropouts = [report["settings"]["model_config"]["dropout"] for report in reports]
+    assert dropouts == [0.1, 0.0]
+    tokens = reports[0]["settings"]["steps"] * 8 * 32  # batch 8, block 32 of the tiny config
+    for report in reports:
+        assert list(report["backends"]) == names
+        for info in report["backends"].values():
+            check_backend_report(info, report["settings"])
+            seconds = sorted(info["seconds"]["train"])
+            assert info["figures"]["train_tokens_per_s"] == pytest.approx(
+                tokens / ((seconds[0] + seconds[1]) / 2)
+            )
+
+
+@pytest.mark.parametrize(
+    ("target", "fragment"),
+    [("folder", "is a directory"), ("file/bench.json", "is a file, not a folder")],
+)
+def test_an_unwritable_json_path_is_refused_before_the_run(
+    tmp_path, target, fragment, monkeypatch, capsys
+):
+    import myllm.bench
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("mine\n")
+    monkeypatch.setattr(myllm.bench, "run_matrix", lambda *a, **k: pytest.fail("it ran"))
+    monkeypatch.setattr(sys, "argv", ["myllm", "bench", "--json", str(tmp_path / target)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and fragment in message and len(message.splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "mine\n"
+
+
+def test_json_to_a_new_folder_writes_the_file(tmp_path):
+    from myllm.paths import write_json_output
+
+    out = tmp_path / "results" / "bench.json"
+    write_json_output(out, {"backends": {}})
+    assert json.loads(out.read_text()) == {"backends": {}}
+
+
+def test_dtype_compile_and_dropout_lists_make_every_cell():
+    from myllm.cli.bench import matrix_cells
+
+    cells = matrix_cells("float32,bfloat16", "off", "0.1, 0")
+    assert [(c["dtype"], c["dropout"]) for c in cells] == [
+        ("float32", 0.1), ("float32", 0.0), ("bfloat16", 0.1), ("bfloat16", 0.0)
+    ]  # fmt: skip
+    with pytest.raises(UserError, match="--dropout 'half' is not a number"):
+        matrix_cells("auto", "auto", "half")
+    with pytest.raises(UserError, match="dropout"):
+        resolve_plan(BenchSettings(dropout=1.5))
+
+
+def test_the_plot_of_a_matrix_has_every_cell():
+    from myllm.cli.bench import plotted
+
+    cells = [BenchSettings(dtype=d) for d in ("float32", "bfloat16")]
+    reports = [{"machine": {}, "backends": {"torch": {"figures": {"train_tokens_per_s": r}}}}
+               for r in (1.0, 2.0)]  # fmt: skip
+    backends = plotted(reports, cells)["backends"]
+    assert list(backends) == [
+        "torch (dtype float32, compile auto, dropout model's)",
+        "torch (dtype bfloat16, compile auto, dropout model's)",
+    ]
+    assert backends[list(backends)[1]]["figures"]["train_tokens_per_s"] == 2.0
 
 
 def test_presets_and_overrides():

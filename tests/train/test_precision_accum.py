@@ -9,7 +9,7 @@ import signal
 import numpy as np
 import pytest
 
-from myllm.backend.precision import DeviceFacts, choose_dtype
+from myllm.backend.precision import DeviceFacts, choose_dtype, dtype_reason, native_bf16_flags
 from myllm.checkpoint.io import read_checkpoint, write_checkpoint
 from myllm.config.settings import ModelSettings, TrainConfig
 from myllm.data.accumulation import micro_batches
@@ -56,7 +56,7 @@ def losses_of(backend, accum_steps: int, batch_size: int = 12, **overrides) -> l
     differ with the micro-batch shapes), float32 unless overridden."""
     config = TrainConfig(
         batch_size=batch_size, block_size=16, lr=3e-3, seed=3, device="cpu",
-        grad_accum_steps=accum_steps, **overrides,
+        grad_accum_steps=accum_steps, **{"dtype": "float32", **overrides},
     )  # fmt: skip
     trainer = backend.Trainer(tiny_model_config(), config)
     sampler = BatchSampler(tokens(), 16, batch_size, seed=3)
@@ -185,8 +185,16 @@ def test_torch_low_precision_decoder_equals_autocast_bit_for_bit():
     assert model.lm_head.weight.dtype == torch.float32
 
 
-def test_auto_dtype_is_float32_on_every_cpu_and_bfloat16_on_fast_gpus():
+def test_auto_dtype_is_bfloat16_where_the_device_computes_it_fast_and_float32_elsewhere():
     assert choose_dtype("auto", DeviceFacts("cpu", False)) == "float32"
+    native = DeviceFacts("cpu", True, "the CPU computes bfloat16 natively (avx512_bf16)")
+    assert choose_dtype("auto", native) == "bfloat16"
+    assert choose_dtype("auto", native, decoding=True) == "float32"  # batch-1 decoding: float32
+    assert choose_dtype("bfloat16", native, decoding=True) == "bfloat16"  # asked for: obeyed
+    assert dtype_reason("auto", native) == "auto: the CPU computes bfloat16 natively (avx512_bf16)"
+    assert dtype_reason("float32", native) == "--dtype float32"
+    assert native_bf16_flags({"avx2", "avx512_bf16", "amx_bf16"}) == ["amx_bf16", "avx512_bf16"]
+    assert native_bf16_flags({"avx2", "avx512f"}) == []
     assert choose_dtype("auto", DeviceFacts("cuda", True)) == "bfloat16"
     assert choose_dtype("auto", DeviceFacts("cuda", False)) == "float32"
     assert choose_dtype("auto", DeviceFacts("mps", True)) == "bfloat16"
@@ -209,10 +217,12 @@ def test_the_dtype_is_printed_recorded_and_kept_on_resume(backend, tmp_path):
     assert info["train_config"]["dtype"] == "bfloat16"
     last = tmp_path / "run" / f"checkpoint_last{backend.checkpoint_suffix}"
     assert read_checkpoint(last).train_config["dtype"] == "bfloat16"
-    auto = tiny_train_config(text, tmp_path / "auto", max_steps=1)
+    auto = tiny_train_config(text, tmp_path / "auto", max_steps=1, dtype="auto")
     run_training(backend.name, auto, ModelSettings(**TINY_MODEL))
     info = json.loads((tmp_path / "auto" / "run.json").read_text())
-    assert info["precision"]["dtype"] == "float32"  # auto on a CPU
+    native = backend.name == "torch" and native_bf16_flags()  # MLX: float32 on every CPU
+    assert info["precision"]["dtype"] == ("bfloat16" if native else "float32")
+    assert info["precision"]["dtype_reason"].startswith("auto: ")
 
 
 @pytest.mark.parametrize(
@@ -290,42 +300,23 @@ def test_torch_compiled_step_equals_the_eager_step():
     )
 
 
-def test_bench_reports_the_dtype_and_takes_the_peak_over_a_sweep():
-    """torch at bfloat16: the report names the dtype and what compiled; the peak is the best of
-    the square and the model's GEMM shapes (tiny config, 128^3 square)."""
-    from myllm.bench import BenchSettings, matmul_peak, run_bench
-
-    settings = BenchSettings(
-        backends=["torch"], config="tiny", steps=1, warmup=1, repeats=1, gen_tokens=4,
-        device="cpu", matmul_size=128, dtype="bfloat16", compile="off",
-    )  # fmt: skip
-    report = run_bench(settings)
-    info = report["backends"]["torch"]
-    assert info["dtype"] == "bfloat16" and info["compiled"] is False
-    assert info["precision"] == "bfloat16 compute (float32 weights), eager"
-    assert "256x64x256" in info["matmul_sweep_seconds"]  # batch 8 x block 32 tokens, d_ff 256
-    figures = info["figures"]
-    square = 2 * 128**3 / info["seconds"]["matmul"][0]
-    assert figures["matmul_peak_flops_per_s"] == matmul_peak(
-        128, info["seconds"]["matmul"][0], info["matmul_sweep_seconds"]
-    )
-    assert figures["matmul_peak_flops_per_s"] >= square
-
-
 def test_a_bench_matrix_measures_its_cells_interleaved(monkeypatch):
     """Each repeat runs every cell in turn (float32, bfloat16, float32, ...), so the cells'
-    ratio is taken side by side; each cell gets its own report in its own dtype."""
-    from myllm.bench import BenchSettings, run_matrix
-    from myllm.bench.runner import BackendBench
+    ratio is taken side by side; each cell gets its own report in its own dtype, naming it and
+    why, and its matmul peak is the best of the square and the model's GEMM shapes."""
+    from myllm.bench import BenchSettings, matmul_peak, run_matrix
+    from myllm.bench.runner import Worker
 
     order = []
-    time_training = BackendBench.time_training
+    ask = Worker.ask
 
-    def recording(bench, repeat):
-        order.append(bench.dtype)
-        time_training(bench, repeat)
+    def recording(worker, op, **fields):
+        if op == "measure" and fields["index"] == 0:  # training
+            order.append(worker.settings.dtype)
+        return ask(worker, op, **fields)
 
-    monkeypatch.setattr(BackendBench, "time_training", recording)
+    monkeypatch.setattr(Worker, "ask", recording)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the workers inherit it: plumbing, not speed
     common = {"backends": ["torch"], "config": "tiny", "steps": 1, "warmup": 1, "repeats": 2,
               "gen_tokens": 4, "device": "cpu", "matmul_size": 128, "compile": "off"}  # fmt: skip
     reports = run_matrix([BenchSettings(**common, dtype=d) for d in ("float32", "bfloat16")])
@@ -333,3 +324,11 @@ def test_a_bench_matrix_measures_its_cells_interleaved(monkeypatch):
     dtypes = [report["backends"]["torch"]["dtype"] for report in reports]
     assert dtypes == ["float32", "bfloat16"]
     assert all(len(report["backends"]["torch"]["seconds"]["train"]) == 2 for report in reports)
+    info = reports[1]["backends"]["torch"]
+    assert info["compiled"] is False
+    assert info["precision"] == "bfloat16 compute (float32 weights) (--dtype bfloat16), eager"
+    assert info["dtype_reason"] == "--dtype bfloat16" and info["decode_dtype"] == "bfloat16"
+    assert "256x64x256" in info["matmul_sweep_seconds"]  # batch 8 x block 32 tokens, d_ff 256
+    square = 2 * 128**3 / info["seconds"]["matmul"][0]
+    peak = matmul_peak(128, info["seconds"]["matmul"][0], info["matmul_sweep_seconds"])
+    assert info["figures"]["matmul_peak_flops_per_s"] == peak >= square
