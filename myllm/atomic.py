@@ -7,6 +7,7 @@ always a whole one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -37,13 +38,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
         _fsync_directory(path.parent)
     except OSError as error:
         _remove(temp)
-        raise UserError(
-            f"could not write {path} ({error.strerror or error}); any previous version of it is "
-            "intact: free disk space or write to another directory"
-        ) from None
+        raise UserError(write_failure(path, error)) from None
     except BaseException:
         _remove(temp)
         raise
+
+
+def write_failure(path: Path, error: OSError) -> str:
+    """Why `path` could not be written, and the fix that fits: a file where a folder must be,
+    a full disk, or a folder this user may not write."""
+    blocking = next((parent for parent in path.parents if parent.is_file()), None)
+    if blocking is not None:
+        return f"could not write {path}: {blocking} is a file, not a folder; write elsewhere"
+    fix = "free disk space or " if error.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return (
+        f"could not write {path} ({error.strerror or error}); any previous version of it is "
+        f"intact: {fix}write to another directory"
+    )
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

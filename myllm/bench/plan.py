@@ -13,6 +13,7 @@ from myllm.config.schema import check_fields, check_value, declared, setting
 from myllm.config.settings import STEPS_LIMIT, ModelConfig, TrainConfig, model_defaults
 from myllm.data.sampler import BatchSampler
 from myllm.errors import UserError
+from myllm.train.memory import check_step_fits, memory_limit
 
 VOCAB_SIZE = 65  # Tiny Shakespeare's character vocabulary
 SYNTHETIC_TOKENS = 200_000  # speed does not depend on the text: seeded random tokens
@@ -139,6 +140,10 @@ def resolve_plan(settings: BenchSettings) -> BenchPlan:
         max_seq_len=chosen("block_size"),
         dropout=MODEL_DEFAULTS["dropout"] if settings.dropout is None else settings.dropout,
     )
+    if model_config.max_seq_len >= SYNTHETIC_TOKENS:  # issue 23 #6: checked before any work
+        raise UserError(f"--block-size must be below bench's {SYNTHETIC_TOKENS:,} tokens: lower it")
+    limit = memory_limit(settings.device)
+    check_step_fits(model_config, chosen("batch_size"), model_config.max_seq_len, limit)
     return BenchPlan(
         config_name=settings.config,
         model_config=model_config,

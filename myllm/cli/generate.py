@@ -9,11 +9,13 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, app
+from myllm.cli.app import BACKENDS, DEVICE_HELP, DEVICES, app, err_console
 from myllm.config.commands import GenerateOptions
 from myllm.run.files import tokenizer_beside
 
 # --- generate ---
+
+LONG_GENERATION_SECONDS = 600  # a run longer than this is announced before the first token
 
 # A checkpoint's commands run it on its own backend unless told otherwise.
 CheckpointBackend = Annotated[
@@ -58,26 +60,38 @@ def generate(
     from myllm.backend.registry import load_backend, native_backend
     from myllm.checkpoint.io import read_checkpoint
     from myllm.data.tokenizers import load_tokenizer
-    from myllm.generate.repl import GenerationRequest, generate_text, run_repl
+    from myllm.generate.budget import GenerationBudget
+    from myllm.generate.repl import GenerationRequest, run_repl
     from myllm.generate.sampling import SamplingSettings
     from myllm.train.resume import check_tokenizer_matches
 
     GenerateOptions(max_new_tokens, temperature, top_k, top_p, seed, num_samples)
-    settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
     loaded = read_checkpoint(checkpoint)
     char_tokenizer = load_tokenizer(tokenizer or tokenizer_beside(checkpoint))
     check_tokenizer_matches(char_tokenizer, loaded.model_config, checkpoint)
     check_dtype(dtype)
+    settings = SamplingSettings(temperature, top_k, top_p, max_new_tokens)
+    request = GenerationRequest(
+        char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown,
+        GenerationBudget(loaded.model_config, device),
+    )  # fmt: skip
+    if not interactive:  # unknown characters and the cost: refused before the model loads
+        seconds = request.check(prompt)
+        if seconds > LONG_GENERATION_SECONDS:
+            err_console.print(f"note: this generation takes at least {seconds / 60:,.0f} minutes")
     chosen = load_backend(backend or native_backend(checkpoint))
     decoder = chosen.load_decoder(loaded, device, dtype)
-    request = GenerationRequest(
-        char_tokenizer, settings, np.random.default_rng(seed), num_samples, kv_cache, skip_unknown
-    )
     if interactive:
         run_repl(decoder, request)
-        return
-    char_tokenizer.encode(prompt, skip_unknown=skip_unknown)  # unknown characters: fail first
-    if num_samples == 1:
+    else:
+        generate_once(decoder, request, prompt)
+
+
+def generate_once(decoder, request, prompt: str) -> None:
+    """Stream one prompt's continuation to stdout; Ctrl-C ends it at exit code 130."""
+    from myllm.generate.repl import generate_text
+
+    if request.num_samples == 1:
         sys.stdout.write(prompt)
     try:
         generate_text(decoder, request, prompt, sys.stdout)

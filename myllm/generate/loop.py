@@ -29,17 +29,21 @@ def generate_tokens(
     absolute positions force the reference's semantics: recompute on the last max_seq_len tokens.
     That is exact, so it is what both paths do there.
     """
+    window = decoder.max_seq_len
     context = np.tile(np.asarray(prompt_ids, dtype=np.int64), (num_samples, 1))  # [N, T]
+    length = context.shape[1]  # tokens so far; `context` keeps only the last window + 1
     cache = None
     fed = 0  # tokens of `context` already in the cache
     for _ in range(settings.max_new_tokens):
-        if use_kv_cache and context.shape[1] <= decoder.max_seq_len:
+        if use_kv_cache and length <= window:  # within the window nothing was cropped yet
             if cache is None:
                 cache = decoder.new_cache(num_samples)
             logits = decoder.last_logits(context[:, fed:], cache)
-            fed = context.shape[1]
+            fed = length
         else:
-            logits = decoder.last_logits(context[:, -decoder.max_seq_len :], None)
+            logits = decoder.last_logits(context[:, -window:], None)
         next_ids = sample_next(logits, settings, rng)  # [N]
-        context = np.concatenate([context, next_ids[:, None]], axis=1)
+        # Only the last window is read again: a long generation costs O(window) a step, not O(T).
+        context = np.concatenate([context[:, -window:], next_ids[:, None]], axis=1)
+        length += 1
         yield next_ids

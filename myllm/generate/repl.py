@@ -14,6 +14,7 @@ import numpy as np
 from myllm.backend.contract import Decoder
 from myllm.data.tokenizers import Tokenizer
 from myllm.errors import UserError
+from myllm.generate.budget import GenerationBudget
 from myllm.generate.loop import generate_tokens
 from myllm.generate.sampling import SamplingSettings
 
@@ -30,7 +31,8 @@ Commands:
 
 @dataclass
 class GenerationRequest:
-    """What one generation needs besides the decoder: text in, settings, randomness."""
+    """What one generation needs besides the decoder: text in, settings, randomness, and the
+    budget that checks its cost before the first token (None: unchecked)."""
 
     tokenizer: Tokenizer
     settings: SamplingSettings
@@ -38,6 +40,18 @@ class GenerationRequest:
     num_samples: int = 1
     use_kv_cache: bool = True
     skip_unknown: bool = False
+    budget: GenerationBudget | None = None
+
+    def check(self, prompt: str, tokens_setting: str = "--max-new-tokens") -> float:
+        """The seconds it takes at least; a UserError for a prompt with unknown characters, or
+        a cost too large to run."""
+        ids = encode_prompt(self.tokenizer, prompt, self.skip_unknown)
+        if self.budget is None:
+            return 0.0
+        settings = self.settings
+        return self.budget.check(
+            len(ids), settings.max_new_tokens, self.num_samples, self.use_kv_cache, tokens_setting
+        ).seconds
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str, skip_unknown: bool) -> list[int]:
@@ -74,8 +88,13 @@ def generate_text(
     return texts
 
 
-def apply_setting(settings: SamplingSettings, line: str) -> str:
-    """Apply `/set NAME VALUE` to `settings`; return the message to show."""
+def apply_setting(
+    settings: SamplingSettings, line: str, request: GenerationRequest | None = None
+) -> str:
+    """Apply `/set NAME VALUE` to `settings`; return the message to show.
+
+    With `request` (whose settings these are), a new max_new_tokens is checked against its
+    budget at once, for the shortest prompt, as generate checks its flag."""
     parts = line.split()
     names = {f.name: f.type for f in fields(SamplingSettings)}
     if len(parts) != 3 or parts[1] not in names:
@@ -90,6 +109,8 @@ def apply_setting(settings: SamplingSettings, line: str) -> str:
     setattr(settings, name, value)
     try:
         settings.validate()
+        if request is not None and name == "max_new_tokens":
+            request.check("", tokens_setting="/set max_new_tokens")
     except UserError as error:
         setattr(settings, name, previous)
         return str(error)
@@ -154,7 +175,7 @@ def run_repl(
         elif command == "/settings":
             out.write(describe_settings(request.settings) + "\n")
         elif command.startswith("/set"):
-            out.write(apply_setting(request.settings, command) + "\n")
+            out.write(apply_setting(request.settings, command, request) + "\n")
         elif command.startswith("/"):
             out.write(f"unknown command {command.split()[0]}: /help lists the commands\n")
         else:
@@ -166,6 +187,7 @@ def generate_interruptibly(
 ) -> None:
     """One generation in the REPL: Ctrl-C stops it, bad characters are reported, the REPL lives."""
     try:
+        request.check(prompt, tokens_setting="/set max_new_tokens")
         if request.num_samples == 1:
             out.write(prompt)
         generate_text(decoder, request, prompt, out)

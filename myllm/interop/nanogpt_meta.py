@@ -19,11 +19,15 @@ from myllm.errors import UserError
 PLAIN_TYPES = (dict, list, str, int)
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle asked for a class or function: what could run code."""
+
+
 class PlainDataUnpickler(pickle.Unpickler):
     """Admits only what pickle builds without a global: dicts, lists, strings, ints."""
 
     def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"{module}.{name}")
+        raise RefusedGlobal(f"{module}.{name}")
 
 
 def read_meta(path: Path) -> CharTokenizer:
@@ -35,13 +39,20 @@ def read_meta(path: Path) -> CharTokenizer:
         )
     try:
         meta = PlainDataUnpickler(io.BytesIO(path.read_bytes())).load()
-    except pickle.UnpicklingError as error:
+    except RefusedGlobal as error:
         raise UserError(
             f"{path} was refused: its pickle asks for {error}, which could run code; "
             "a nanoGPT meta.pkl holds only dicts, strings and ints: use one you trust"
         ) from None
-    except Exception as error:
-        raise UserError(f"{path} is not a readable pickle ({error}): pass another --meta") from None
+    except OSError as error:
+        raise UserError(
+            f"cannot read {path} ({error.strerror or error}): pass another --meta"
+        ) from None
+    except Exception as error:  # random bytes, a truncated file: damaged, not hostile
+        raise UserError(
+            f"{path} is not a whole pickle ({error or type(error).__name__}): it is damaged or "
+            "not a meta.pkl; pass nanoGPT's data/DATASET/meta.pkl with --meta"
+        ) from None
     itos = meta.get("itos") if isinstance(meta, dict) else None
     if not isinstance(itos, dict) or not _is_plain(meta):
         raise UserError(f"{path} is not a nanoGPT character meta.pkl (no itos dict of strings)")

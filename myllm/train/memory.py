@@ -5,13 +5,20 @@ with MLX, in the kernel's OOM killer with no message at all. The estimate counts
 the weights, their gradients and AdamW's two moments, plus the activations the backward pass keeps.
 It leaves out temporaries and the framework's own overhead, so it errs low: a step it refuses
 cannot fit, while a step it accepts may still be tight.
+
+The limit it is checked against is the smallest of what bounds this process: the physical RAM,
+the memory available now (MemAvailable: other programs' memory is not ours), a cgroup's limit
+(a container's `memory.max` or `memory.limit_in_bytes`) and the address space RLIMIT_AS leaves
+(`ulimit -v`, `prlimit --as`), whichever the system reports.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import resource
 from dataclasses import dataclass
+from pathlib import Path
 
 from myllm.checkpoint.state import parameter_count
 from myllm.config.settings import ModelConfig
@@ -58,6 +65,38 @@ def estimate_step_memory(config: ModelConfig, batch_size: int, block_size: int) 
     )
 
 
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most memory this process can have, in bytes, and which limit says so."""
+
+    bytes: int
+    source: str  # e.g. "available (MemAvailable)"
+
+    def describe(self) -> str:
+        return f"{self.bytes / GIB:,.1f} GiB {self.source}"
+
+
+def memory_limit(device: str = "cpu") -> MemoryLimit | None:
+    """The smallest memory limit the system reports for this process (None: none known).
+
+    On a CUDA device the work lives in the GPU's memory, which the core cannot see without the
+    framework: not checked. Elsewhere (CPU, or Apple's unified memory) it is the host's.
+    """
+    if device.lower().startswith("cuda"):
+        return None
+    found = [
+        MemoryLimit(value, source)
+        for value, source in (
+            (physical_memory(), "of physical memory"),
+            (_meminfo_available(), "available (MemAvailable)"),
+            (_cgroup_limit(), "allowed by the cgroup (memory.max / memory.limit_in_bytes)"),
+            (_address_space_left(), "of address space left by RLIMIT_AS (ulimit -v)"),
+        )
+        if value is not None and value > 0
+    ]
+    return min(found, key=lambda limit: limit.bytes, default=None)
+
+
 def physical_memory() -> int | None:
     """The machine's physical RAM in bytes, or None where the system does not say."""
     try:
@@ -67,24 +106,86 @@ def physical_memory() -> int | None:
     return total if total > 0 else None
 
 
+def _meminfo_available() -> int | None:
+    """/proc/meminfo's MemAvailable: what can be allocated now without swapping (Linux)."""
+    return _proc_field(Path("/proc/meminfo"), "MemAvailable:")
+
+
+def _address_space_left() -> int | None:
+    """RLIMIT_AS less the address space this process already maps (VmSize)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return soft - (_proc_field(Path("/proc/self/status"), "VmSize:") or 0)
+
+
+def _proc_field(path: Path, name: str) -> int | None:
+    """A "Name:  123 kB" line of a /proc file, in bytes."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(name) and line.split()[1:2]:
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 memory.max, v1 memory.limit_in_bytes)."""
+    candidates = []
+    try:
+        entries = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        entries = []
+    for entry in entries:
+        _, controllers, path = entry.split(":", 2)
+        if controllers == "":  # v2: one unified hierarchy
+            candidates.append(Path(f"/sys/fs/cgroup{path}") / "memory.max")
+        elif "memory" in controllers.split(","):
+            candidates.append(Path(f"/sys/fs/cgroup/memory{path}") / "memory.limit_in_bytes")
+    candidates += [
+        Path("/sys/fs/cgroup/memory.max"),
+        Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    ]
+    limits = [_read_limit(path) for path in candidates]
+    return min((limit for limit in limits if limit is not None), default=None)
+
+
+def _read_limit(path: Path) -> int | None:
+    """A cgroup limit file's bytes; None for "max", an absent file or v1's "no limit" (2**63)."""
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= 2**62:
+        return None
+    return int(text)
+
+
 def check_step_fits(
-    config: ModelConfig, batch_size: int, block_size: int, limit: int | None
+    config: ModelConfig, batch_size: int, block_size: int, limit: MemoryLimit | None
 ) -> StepMemory:
-    """Refuse, in one line with both figures, a step that needs more than `limit` bytes.
+    """Refuse, in one line with both figures, a step that needs more than the `limit`.
 
     `limit` None (unknown, or an accelerator whose memory the core cannot see) checks nothing.
     """
     estimate = estimate_step_memory(config, batch_size, block_size)
-    if limit is not None and estimate.total > limit:
+    if limit is None or estimate.total <= limit.bytes:
+        return estimate
+    needs = (
+        f"a training step needs at least {estimate.total / GIB:,.1f} GiB "
+        f"({estimate.activations / GIB:,.1f} GiB of activations for --batch-size {batch_size} x "
+        f"--block-size {block_size}, {estimate.weights_and_optimizer / GIB:,.1f} GiB of weights "
+        f"and AdamW state) but this process has {limit.describe()}"
+    )
+    largest = largest_batch_that_fits(config, block_size, limit.bytes)
+    if largest == 0:
         raise UserError(
-            f"a training step needs at least {estimate.total / GIB:,.1f} GiB "
-            f"({estimate.activations / GIB:,.1f} GiB of activations for --batch-size "
-            f"{batch_size} x --block-size {block_size}, {estimate.weights_and_optimizer / GIB:,.1f}"
-            f" GiB of weights and AdamW state) but this machine has {limit / GIB:,.1f} GiB: "
-            f"lower --batch-size to at most {largest_batch_that_fits(config, block_size, limit)}"
-            " or lower --block-size"
+            f"{needs}: even one sequence does not fit; use a smaller model (--d-model, "
+            "--n-layers, --preset) or a shorter --block-size, or free memory"
         )
-    return estimate
+    raise UserError(f"{needs}: lower --batch-size to at most {largest} or lower --block-size")
 
 
 def largest_batch_that_fits(config: ModelConfig, block_size: int, limit: int) -> int:

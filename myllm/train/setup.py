@@ -11,15 +11,13 @@ from pathlib import Path
 from rich.console import Console
 
 from myllm.backend.registry import backend_names, checkpoint_suffix, is_installed, load_backend
-from myllm.checkpoint.state import TrainingState
+from myllm.checkpoint.state import Checkpoint, TrainingState
 from myllm.config.settings import ModelConfig, ModelSettings, TrainConfig
 from myllm.data.corpus import load_corpus
 from myllm.errors import UserError
-from myllm.run.directory import (
-    check_new_run_directory,
-)
+from myllm.run.directory import check_new_run_directory
 from myllm.train.loop import TrainingRun
-from myllm.train.memory import check_step_fits, physical_memory
+from myllm.train.memory import check_step_fits, memory_limit
 from myllm.train.report import TrainResult
 from myllm.train.resume import Resume, check_resume_matches, load_resume_tokenizer
 
@@ -58,18 +56,11 @@ def run_training(
         tokenizer,
         console,
     )
-    if checkpoint is not None:
-        model_config = checkpoint.model_config
-        check_resume_matches(model_config, train_config, model_settings)
-    else:
-        model_config = ModelConfig(
-            vocab_size=corpus.tokenizer.vocab_size,
-            max_seq_len=train_config.block_size,
-            **model_settings.given(),
-        )
-    check_step_fits(
-        model_config, train_config.batch_size, train_config.block_size, memory_limit(train_config)
+    model_config = run_model_config(
+        checkpoint, corpus.tokenizer.vocab_size, train_config, model_settings
     )
+    limit = memory_limit(train_config.device)
+    check_step_fits(model_config, train_config.batch_size, train_config.block_size, limit)
     backend = load_backend(backend_name)
     trainer = backend.Trainer(model_config, train_config)
     # The resolved dtype, not "auto", goes into run.json and checkpoints: a resume keeps it.
@@ -89,22 +80,21 @@ def run_training(
     return run.run(state, console, resume.path if resume else None)
 
 
+def run_model_config(
+    checkpoint: Checkpoint | None, vocab_size: int, config: TrainConfig, settings: ModelSettings
+) -> ModelConfig:
+    """The checkpoint's model (the flags given must agree with it), else one for the text."""
+    if checkpoint is not None:
+        check_resume_matches(checkpoint.model_config, config, settings)
+        return checkpoint.model_config
+    return ModelConfig(vocab_size=vocab_size, max_seq_len=config.block_size, **settings.given())
+
+
 def continues_run_in_place(resume: Resume | None, config: TrainConfig) -> bool:
     """True when a resumed run writes into the directory of the checkpoint it resumes."""
     if resume is None:
         return False
     return Path(config.checkpoint_dir).resolve() == resume.path.parent.resolve()
-
-
-def memory_limit(config: TrainConfig) -> int | None:
-    """The memory a training step may use: the machine's RAM, where the step runs in it.
-
-    On a CUDA device the step lives in the GPU's memory, which the core cannot see without the
-    framework: not checked. Elsewhere (CPU, or Apple's unified memory) it is the RAM.
-    """
-    if config.device.lower().startswith("cuda"):
-        return None
-    return physical_memory()
 
 
 def resolve_data_path(config: TrainConfig, console: Console) -> Path:

@@ -161,3 +161,16 @@ def test_metrics_write_errors_are_user_errors(tmp_path, monkeypatch):
         log.write({"step": 2})
     log.close()
     assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0]) == {"step": 1}
+
+
+def test_a_file_given_as_a_folder_is_named_as_such(tmp_path):
+    """Not "(File exists) ... free disk space" (issue 23 #12)."""
+    from myllm.atomic import atomic_write_text
+
+    (tmp_path / "notes").write_text("mine")
+    with pytest.raises(UserError) as refused:
+        atomic_write_text(tmp_path / "notes" / "sub" / "run.json", "{}")
+    message = str(refused.value)
+    assert f"{tmp_path / 'notes'} is a file, not a folder" in message, message
+    assert "free disk space" not in message
+    assert (tmp_path / "notes").read_text() == "mine"

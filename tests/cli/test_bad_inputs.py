@@ -25,6 +25,7 @@ from myllm.data.tokenizers import load_tokenizer
 from myllm.errors import UserError
 from myllm.train.memory import (
     GIB,
+    MemoryLimit,
     check_step_fits,
     estimate_step_memory,
     largest_batch_that_fits,
@@ -218,21 +219,25 @@ def test_the_memory_estimate_grows_with_the_batch_and_refuses_past_the_limit():
     small = estimate_step_memory(config, 64, 128)
     assert small.weights_and_optimizer == 16 * parameter_count(config)
     assert estimate_step_memory(config, 128, 128).activations == 2 * small.activations
-    check_step_fits(config, 64, 128, limit=16 * GIB)  # the default run fits in 16 GiB
-    with pytest.raises(UserError, match=r"needs at least [\d,.]+ GiB .* this machine has 1\.0 GiB"):
-        check_step_fits(config, 10**6, 128, limit=GIB)
+    one_gib = MemoryLimit(GIB, "of physical memory")
+    check_step_fits(config, 64, 128, MemoryLimit(16 * GIB, "available"))  # the default run fits
+    with pytest.raises(UserError, match=r"needs at least [\d,.]+ GiB .* has 1\.0 GiB of physical"):
+        check_step_fits(config, 10**6, 128, one_gib)
     best = largest_batch_that_fits(config, 128, GIB)
-    check_step_fits(config, best, 128, limit=GIB)
-    with pytest.raises(UserError):
-        check_step_fits(config, best + 1, 128, limit=GIB)
+    check_step_fits(config, best, 128, one_gib)
+    with pytest.raises(UserError, match=f"lower --batch-size to at most {best} "):
+        check_step_fits(config, best + 1, 128, one_gib)
     check_step_fits(config, 10**9, 128, limit=None)  # unknown limit: nothing checked
+    tiny = MemoryLimit(2**20, "available")  # the weights alone do not fit: no "at most 0"
+    with pytest.raises(UserError, match="even one sequence does not fit; use a smaller model"):
+        check_step_fits(config, 1, 128, tiny)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_batch_too_big_for_the_machine_is_refused_before_allocating(backend, data, tmp_path):
     result = myllm("train", "--backend", backend, "--data", data, "--checkpoint-dir",
                    tmp_path / "run", "--device", "cpu", "--batch-size", 10**9)  # fmt: skip
-    assert_one_line_refusal(result, "GiB", "this machine has", "--batch-size")
+    assert_one_line_refusal(result, "GiB", "this process has", "--batch-size")
 
 
 # --- checkpoints ---

@@ -97,3 +97,24 @@ def test_a_deleted_working_directory_is_one_line_before_the_backend_loads(checkp
     assert result.returncode == 2, message
     assert "\n" not in message and "working directory was deleted" in message, message
     assert "cd to an existing folder" in message
+
+
+def test_generate_past_the_memory_limit_is_refused_before_the_model_loads(checkpoint):
+    """Under `prlimit --as=4GiB`, a thousand samples of a million tokens each (issue 23 #6)."""
+    import resource
+
+    four_gib = 4 * 1024**3
+    result = subprocess.run(
+        myllm_command(
+            "generate", "--checkpoint", checkpoint, "--num-samples", 1024, "--max-new-tokens", 10**6
+        ),
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (four_gib, four_gib)),
+    )
+    message = result.stderr.strip()
+    assert result.returncode == 2, message
+    assert "\n" not in message and "RLIMIT_AS" in message, message
+    assert "lower --num-samples (to at most" in message

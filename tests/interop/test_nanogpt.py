@@ -307,6 +307,20 @@ def test_hostile_meta_pkl_is_refused_and_runs_nothing(tmp_path):
     assert not (tmp_path / "myllm" / "model.pt").exists()
 
 
+@pytest.mark.parametrize("case", ["random bytes", "truncated", "empty"])
+def test_a_damaged_meta_pkl_is_called_damaged_not_hostile(case, tmp_path):
+    """Random bytes and a cut-off pickle ask for no code: not "could run code" (issue 23 #12)."""
+    whole = pickle.dumps({"vocab_size": 2, "itos": {0: "a", 1: "b"}, "stoi": {"a": 0, "b": 1}})
+    content = {"random bytes": np.random.default_rng(0).bytes(256),
+               "truncated": whole[: len(whole) // 2], "empty": b""}[case]  # fmt: skip
+    meta = tmp_path / "meta.pkl"
+    meta.write_bytes(content)
+    with pytest.raises(UserError, match="is not a whole pickle") as refused:
+        read_meta(meta)
+    message = str(refused.value)
+    assert "could run code" not in message and "--meta" in message and "\n" not in message
+
+
 def test_bias_on_q_k_v_is_refused(tmp_path):
     write_nanogpt_run(tmp_path / "out", bias=True)
     with pytest.raises(UserError, match="bias=True: it has a bias on q, k and v"):
