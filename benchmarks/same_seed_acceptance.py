@@ -5,7 +5,8 @@ the CPU, seed 1234: one process, --grad-accum-steps 2, and two data-parallel ran
 mlx.launch, as tests/helpers.py launches them). Each run is `myllm train` through the real CLI;
 the max |train loss difference| over the logged steps (every 10) is reported per setup, and, per
 backend, how far the accumulated and two-rank runs are from the single-process one (the same
-masks: only the summation order differs). JSON in benchmarks/results/same_seed.json.
+masks: only the summation order differs). The six runs go at once, one thread each.
+JSON in benchmarks/results/same_seed.json.
 
     PYTHONPATH=. .venv/bin/python benchmarks/same_seed_acceptance.py --data tinyshakespeare.txt
 """
@@ -36,14 +37,20 @@ TOLERANCE = 1e-4  # float32, per logged step
 RESULTS = REPO / "benchmarks" / "results" / "same_seed.json"
 
 
-def train(backend: str, setup: str, data: Path, out: Path) -> dict[int, float]:
+def launch(backend: str, setup: str, data: Path, out: Path) -> subprocess.Popen:
+    """One run, started: all six run at once, on one thread each (tiny models run fastest so)."""
     start = launcher(backend) if setup == "two_ranks" else [sys.executable]
     command = [*start, "-m", "myllm", "train", "--backend", backend, "--data", str(data),
                "--checkpoint-dir", str(out), *cli_flags(SETTINGS), *SETUPS[setup]]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f"{backend} {setup} failed:\n{result.stderr[-2000:]}")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    log = (out.parent / f"{out.name}.log").open("w")
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def finish(process: subprocess.Popen, out: Path) -> dict[int, float]:
+    if process.wait() != 0:
+        log = (out.parent / f"{out.name}.log").read_text()
+        raise SystemExit(f"{out.name} failed:\n{log[-2000:]}")
     return losses_by_step(out)
 
 
@@ -59,10 +66,14 @@ def main() -> None:
     args = parser.parse_args()
     losses = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for setup in SETUPS:
-            for backend in ("torch", "mlx"):
-                out = Path(scratch) / f"{backend}-{setup}"
-                losses[(backend, setup)] = train(backend, setup, args.data.resolve(), out)
+        runs = {
+            (backend, setup): Path(scratch) / f"{backend}-{setup}"
+            for setup in SETUPS
+            for backend in ("torch", "mlx")
+        }
+        started = {run: launch(*run, args.data.resolve(), out) for run, out in runs.items()}
+        for run, process in started.items():
+            losses[run] = finish(process, runs[run])
     report = {"settings": SETTINGS, "tolerance": TOLERANCE, "setups": {}}
     for setup in SETUPS:
         worst = max_difference(losses[("torch", setup)], losses[("mlx", setup)])

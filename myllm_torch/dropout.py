@@ -49,10 +49,9 @@ def keep_mask(keys: torch.Tensor, shape: tuple[int, ...], threshold: int) -> tor
     h ^= keys[:, 1:2]  # the second key word, between the rounds
     h ^= (h >> 15) & 0x1FFFF
     h *= MIX_2_INT32
-    # Both halves' compares write into one mask: no concatenation pass.
-    keep = torch.empty(rows, size, dtype=torch.bool, device=keys.device)
-    torch.ge(h, (threshold << 16) - SIGN_BIT, out=keep[:, :pairs])
+    high = h >= (threshold << 16) - SIGN_BIT
     h ^= h >> 16  # lowbias32's last mix; only its low 16 bits are read (no logical shift needed)
     h &= 0xFFFF
-    torch.ge(h[:, : size - pairs], threshold, out=keep[:, pairs:])
+    # cat, not compares into slices of one mask: torch.compile cannot trace a non-contiguous out=
+    keep = torch.cat([high, h[:, : size - pairs] >= threshold], dim=1)
     return keep.view(rows, *shape)
