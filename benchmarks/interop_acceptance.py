@@ -104,6 +104,7 @@ def transformers_figures(ours: Ours, directory: Path, window: list[int]) -> dict
         "prompt_ids_identical": ids == ours.tokenizer.encode(PROMPT),
         "greedy_chars_agreeing": agreeing(text, expected),
         "greedy_identical": text == expected,
+        "greedy_text_start": expected[:80],
     }
 
 
@@ -171,6 +172,7 @@ def measure(work: Path, steps: int) -> dict:
                     path = work / f"{backend}-{activation}-{outtype}.gguf"
                     myllm("convert", checkpoint, path, "--to", "gguf", "--outtype", outtype)
                     entry[f"llama_cpp_{outtype}"] = llama_cpp_figures(ours, path)
+            entry["val_loss"] = ours.checkpoint.training.best_val_loss
             results[f"{backend}/{activation}"] = entry
             print(backend, activation, json.dumps(entry), flush=True)
     return results
