@@ -177,11 +177,11 @@ def random_model(work: Path, backend: str, activation: str) -> Path:
     return path
 
 
-def measure(work: Path, steps: int) -> dict:
+def measure(work: Path, steps: int, backends: list[str]) -> dict:
     """steps 0: random_model's untrained weights."""
     window_text = DATA.read_text(encoding="utf-8")[-256:]
     results: dict = {}
-    for backend in ("torch", "mlx"):
+    for backend in backends:
         for activation in ("gelu", "gelu_tanh"):
             if steps:
                 checkpoint = train(work, backend, activation, steps)
@@ -228,9 +228,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300, help="0: untrained random weights")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/interop.json")
+    parser.add_argument("--backends", nargs="+", default=["torch", "mlx"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        results = measure(Path(work), args.steps)
+        results = measure(Path(work), args.steps, args.backends)
     report = {
         "what": "issue 26 acceptance: exported myllm models in transformers, mlx-lm, llama.cpp",
         "model": " ".join(MODEL), "train_steps": args.steps, "prompt": PROMPT, "new_chars": NEW,
