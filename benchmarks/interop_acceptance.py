@@ -10,6 +10,7 @@ activations), converted with `myllm convert` like a user would, and run by each 
   and the worst logit difference over the prompt and the generated positions.
 
     .venv/bin/python benchmarks/interop_acceptance.py [--steps 300] [--out FILE.json]
+    (--steps 0: untrained random weights, as in benchmarks/results/interop-random.json)
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def transformers_figures(ours: Ours, directory: Path, window: list[int]) -> dict
         "prompt_ids_identical": ids == ours.tokenizer.encode(PROMPT),
         "greedy_chars_agreeing": agreeing(text, expected),
         "greedy_identical": text == expected,
+        "greedy_text_start": expected[:80],
     }
 
 
@@ -151,12 +153,40 @@ def llama_cpp_figures(ours: Ours, path: Path) -> dict:
     }
 
 
-def measure(work: Path, steps: int) -> dict:
+def random_model(work: Path, backend: str, activation: str) -> Path:
+    """Untrained weights N(0, 0.3) (LayerNorms 1 + N(0, 0.1)): greedy text that wanders, unlike
+    a briefly trained model's repetitive one, and logits far apart, so mapping errors show."""
+    from myllm.checkpoint.io import write_checkpoint
+    from myllm.checkpoint.state import Checkpoint, parameter_shapes
+    from myllm.config.settings import ModelConfig
+    from myllm.data.char_tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer.build_vocab(DATA.read_text(encoding="utf-8"))
+    config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=64, n_heads=4, n_layers=2,
+                         max_seq_len=256, dropout=0.0, activation=activation)  # fmt: skip
+    rng = np.random.default_rng(0)
+    weights = {n: rng.normal(0.0, 0.3 if len(s) > 1 else 0.1, s).astype(np.float32)
+               for n, s in parameter_shapes(config).items()}  # fmt: skip
+    for name in weights:
+        weights[name] += 1.0 if name.endswith(".weight") and "ln" in name else 0.0
+    run = work / f"{backend}-{activation}"
+    run.mkdir()
+    tokenizer.save(run / "tokenizer.json")
+    path = run / f"model{'.pt' if backend == 'torch' else '.safetensors'}"
+    write_checkpoint(path, Checkpoint(model_config=config, weights=weights))
+    return path
+
+
+def measure(work: Path, steps: int, backends: list[str]) -> dict:
+    """steps 0: random_model's untrained weights."""
     window_text = DATA.read_text(encoding="utf-8")[-256:]
     results: dict = {}
-    for backend in ("torch", "mlx"):
+    for backend in backends:
         for activation in ("gelu", "gelu_tanh"):
-            checkpoint = train(work, backend, activation, steps)
+            if steps:
+                checkpoint = train(work, backend, activation, steps)
+            else:
+                checkpoint = random_model(work, backend, activation)
             ours = Ours(backend, checkpoint)
             window = ours.tokenizer.encode(window_text)
             hf = work / f"hf-{backend}-{activation}"
@@ -171,6 +201,7 @@ def measure(work: Path, steps: int) -> dict:
                     path = work / f"{backend}-{activation}-{outtype}.gguf"
                     myllm("convert", checkpoint, path, "--to", "gguf", "--outtype", outtype)
                     entry[f"llama_cpp_{outtype}"] = llama_cpp_figures(ours, path)
+            entry["val_loss"] = ours.checkpoint.training.best_val_loss
             results[f"{backend}/{activation}"] = entry
             print(backend, activation, json.dumps(entry), flush=True)
     return results
@@ -195,11 +226,12 @@ def versions() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300, help="0: untrained random weights")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/interop.json")
+    parser.add_argument("--backends", nargs="+", default=["torch", "mlx"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        results = measure(Path(work), args.steps)
+        results = measure(Path(work), args.steps, args.backends)
     report = {
         "what": "issue 26 acceptance: exported myllm models in transformers, mlx-lm, llama.cpp",
         "model": " ".join(MODEL), "train_steps": args.steps, "prompt": PROMPT, "new_chars": NEW,
