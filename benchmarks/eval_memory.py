@@ -2,7 +2,7 @@
 
 Before, `myllm eval` read the whole text into a str and encoded it in memory (several bytes per
 character); after, it reads the run's token cache, memory-mapped, through training's own path.
-The corpus is the four Gutenberg books of /work/shared/data, concatenated and repeated to 100 MB.
+The corpus is the four Gutenberg books of ../shared/data, concatenated and repeated to 100 MB.
 A tiny model is trained for one step on it (this tree; that builds the token cache), then each
 `myllm eval --eval-iters 2` (both versions) runs in its own process, and its peak resident set
 (ru_maxrss of that one child) is recorded:
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BEFORE_COMMIT = "5abc134"
 BOOKS = ("alice_in_wonderland", "pride_and_prejudice", "shakespeare_complete", "sherlock_holmes")
-SHARED_DATA = Path("/work/shared/data")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data
 TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "64",
         "--batch-size", "8", "--device", "cpu"]  # fmt: skip
 # Runs one command as its only child and prints that child's peak RSS in kB (Linux ru_maxrss).

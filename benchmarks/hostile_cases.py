@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data/tinyshakespeare.txt")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 TINY = ["--d-model", "32", "--n-heads", "4", "--n-layers", "2", "--block-size", "16",
         "--batch-size", "8", "--device", "cpu"]  # fmt: skip
 OUTCOMES = ("clean", "unclear", "traceback", "data lost", "hang")

@@ -5,7 +5,7 @@ the other (or all at once with --together, so that a loaded machine slows them a
 time, the children's CPU time, the pass / skip / fail counts and the load average before and
 after are written as JSON; the CPU time is the steadier figure on a shared machine.
 
-    .venv/bin/python benchmarks/suite_time.py /tmp/before /work/main [--together] [--out FILE]
+    .venv/bin/python benchmarks/suite_time.py /tmp/before . [--together] [--out FILE]
 """
 
 from __future__ import annotations
