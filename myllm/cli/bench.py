@@ -24,7 +24,6 @@ ConfigChoice = Annotated[
         "(its model and batch shape on the default preset's step counts)",
     ),
 ]
-Count = Annotated[int | None, typer.Option(help="(default: per config)")]
 
 
 @app.command()
@@ -38,9 +37,15 @@ def bench(
     n_heads: Override = None,
     block_size: Override = None,
     batch_size: Override = None,
-    steps: Annotated[int | None, typer.Option(help="training steps per timed repeat")] = None,
-    warmup: Annotated[int | None, typer.Option(help="untimed training steps first")] = None,
-    repeats: Annotated[int | None, typer.Option(help="timed repeats, medians reported")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="training steps per timed repeat (default: per config)")
+    ] = None,
+    warmup: Annotated[
+        int | None, typer.Option(help="untimed training steps first (default: per config)")
+    ] = None,
+    repeats: Annotated[
+        int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
+    ] = None,
     gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens per generation")] = 128,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write the report here (- : stdout)")
