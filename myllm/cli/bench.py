@@ -25,6 +25,16 @@ ConfigChoice = Annotated[
     ),
 ]
 
+Steps = Annotated[
+    int | None, typer.Option(help="training steps per timed repeat (default: per config)")
+]
+Warmup = Annotated[
+    int | None, typer.Option(help="untimed training steps first (default: per config)")
+]
+Repeats = Annotated[
+    int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
+]
+
 
 @app.command()
 def bench(
@@ -37,15 +47,9 @@ def bench(
     n_heads: Override = None,
     block_size: Override = None,
     batch_size: Override = None,
-    steps: Annotated[
-        int | None, typer.Option(help="training steps per timed repeat (default: per config)")
-    ] = None,
-    warmup: Annotated[
-        int | None, typer.Option(help="untimed training steps first (default: per config)")
-    ] = None,
-    repeats: Annotated[
-        int | None, typer.Option(help="timed repeats, medians reported (default: per config)")
-    ] = None,
+    steps: Steps = None,
+    warmup: Warmup = None,
+    repeats: Repeats = None,
     gen_tokens: Annotated[int, typer.Option("--gen-tokens", help="tokens per generation")] = 128,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="write the report here (- : stdout)")
