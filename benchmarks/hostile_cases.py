@@ -3,8 +3,8 @@
 A case is a command and its setup (files, a resource limit, a signal, a deleted folder, a full
 disk as stdout). Its outcome is one of:
 
-  clean      the expected exit code (2 for bad input), one line on stderr, no traceback, and
-             every file the case protects unchanged
+  clean      the expected exit code, no traceback, every file the case protects unchanged,
+             and for bad input (exit 2) one line on stderr
   unclear    no traceback and nothing lost, but not clean (several lines, another exit code)
   traceback  a Python traceback on stderr
   data lost  a protected file (a checkpoint, metrics, a user's file) changed or gone
@@ -115,7 +115,7 @@ def run_case(case: Case, work: Path, timeout: float) -> dict:
             outcome = "data lost"
         elif (
             code == case.expect
-            and (case.expect == 0 or len(lines) <= 1)
+            and (case.expect != 2 or len(lines) <= 1)
             and (case.must_say in stderr + stdout)
         ):
             outcome = "clean"
@@ -135,7 +135,7 @@ def run_process(case: Case, folder: Path, cwd: Path, timeout: float):
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    command = myllm(*case.args)
+    command = myllm(*(arg.replace("{folder}", str(folder)) for arg in case.args))
     if case.deleted_cwd:
         command = ["sh", "-c", f'rmdir "{cwd}" && exec "$@"', "sh", *command]
     stdout = open(case.stdout, "w") if case.stdout == "/dev/full" else subprocess.PIPE  # noqa: SIM115
@@ -181,6 +181,14 @@ def write(relative: str, content: bytes | str) -> Callable[[Path], None]:
 
 def copy(source: str, target: str) -> Callable[[Path], None]:
     return lambda folder: shutil.copyfile(folder / source, folder / target)
+
+
+def export_nanogpt(folder: Path) -> None:
+    """out/ckpt.pt and out/meta.pkl: the base run as nanoGPT's files."""
+    subprocess.run(
+        myllm("convert", "base/checkpoint_last.pt", "out/ckpt.pt", "--to", "nanogpt"),
+        cwd=folder, env=environment(), check=True, capture_output=True,
+    )  # fmt: skip
 
 
 def cases() -> list[Case]:
@@ -253,7 +261,21 @@ def cases() -> list[Case]:
         Case(
             "memory",
             "train gpt2-small under RLIMIT_AS 4 GiB",
-            [*train, "--preset", "gpt2-small", "--batch-size", "24", "--block-size", "1024"],
+            [
+                "train",
+                "--data",
+                "small.txt",
+                "--checkpoint-dir",
+                "new",
+                "--preset",
+                "gpt2-small",
+                "--batch-size",
+                "24",
+                "--block-size",
+                "1024",
+                "--device",
+                "cpu",
+            ],
             address_space=4 * GIB,
             must_say="RLIMIT_AS",
         ),
@@ -298,11 +320,16 @@ def cases() -> list[Case]:
         Case(
             "environment",
             "generate in a deleted folder",
-            ["generate", "--checkpoint", "X"],
+            ["generate", "--checkpoint", "{folder}/base/checkpoint_last.pt"],
+            must_say="working directory was deleted",
             deleted_cwd=True,
         ),
         Case(
-            "environment", "train in a deleted folder", ["train", "--data", "X"], deleted_cwd=True
+            "environment",
+            "train in a deleted folder",
+            ["train", "--data", "{folder}/small.txt", "--checkpoint-dir", "{folder}/new", *TINY],
+            deleted_cwd=True,
+            must_say="working directory was deleted",
         ),
         # signals: a closed terminal
         Case(
@@ -394,10 +421,8 @@ def cases() -> list[Case]:
             "files given",
             "meta.pkl of random bytes",
             ["convert", "out/ckpt.pt", "m/model.pt", "--meta", "out/meta.pkl"],
-            setup=lambda f: (
-                write("out/meta.pkl", os.urandom(300))(f),
-                copy(last, "out/ckpt.pt")(f),
-            ),
+            setup=lambda f: (export_nanogpt(f), write("out/meta.pkl", os.urandom(300))(f)),
+            must_say="not a whole pickle",
         ),
         Case(
             "files given", "a file as the checkpoint dir", [*train, "--checkpoint-dir", "notes.txt"]
@@ -409,7 +434,12 @@ def cases() -> list[Case]:
             must_say="not a folder",
         ),
         Case("files given", "a folder as --data", [*train, "--data", "base"]),
-        Case("files given", "a folder as --tokenizer", [*generate, "--tokenizer", "base"]),
+        Case(
+            "files given",
+            "a folder as --tokenizer",
+            [*generate, "--tokenizer", "base"],
+            must_say="is a directory",
+        ),
         Case(
             "files given",
             "random bytes as a checkpoint",
@@ -432,6 +462,7 @@ def cases() -> list[Case]:
             "data prepare a FIFO",
             ["data", "prepare", "fifo"],
             setup=lambda f: os.mkfifo(f / "fifo"),
+            must_say="not a regular file",
         ),
     ]
     return found

@@ -89,6 +89,12 @@ def suffixes_of_run(directory: Path) -> tuple[str, ...]:
     return found or tuple(CHECKPOINT_SUFFIXES)
 
 
+def not_a_folder(directory: Path) -> str | None:
+    """ "X is a file, not a folder" when `directory` or a folder above it is a file."""
+    blocking = next((path for path in (directory, *directory.parents) if path.is_file()), None)
+    return f"{blocking} is a file, not a folder" if blocking is not None else None
+
+
 class RunLock:
     """An exclusive lock on a run directory for the life of a run (context manager).
 
@@ -108,7 +114,8 @@ class RunLock:
         except OSError as error:
             raise UserError(
                 f"cannot create the checkpoint directory {self.path.parent} "
-                f"({error.strerror or error}): pass another --checkpoint-dir"
+                f"({not_a_folder(self.path.parent) or error.strerror or error}): "
+                "pass another --checkpoint-dir"
             ) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

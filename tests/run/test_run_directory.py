@@ -111,6 +111,16 @@ def test_overwrite_removes_exactly_the_files_the_old_run_wrote(tmp_path):
     assert [path.name for path in remove_run_files(run)] == ["checkpoint_last.safetensors"]
 
 
+def test_a_file_given_as_the_run_directory_is_named_as_a_file(tmp_path):
+    """Not "(File exists)" (issue 23 #12); the file itself is untouched."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for directory in (notes, notes / "sub"):
+        with pytest.raises(UserError, match=f"{notes} is a file, not a folder"):
+            RunLock(directory).acquire()
+    assert notes.read_text() == "mine"
+
+
 def test_the_lock_names_the_pid_of_its_holder_and_is_released(tmp_path):
     holder_message = rf"in use by another run \(PID {os.getpid()}\)"
     with RunLock(tmp_path), pytest.raises(UserError, match=holder_message):
