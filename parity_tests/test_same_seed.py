@@ -29,7 +29,7 @@ STEPS = 20
 @functools.cache
 def seeded_losses(backend_name: str, grad_accum_steps: int = 1) -> list[float]:
     train = TrainConfig(
-        batch_size=8, block_size=32, lr=1e-3, seed=5, device="cpu",
+        batch_size=8, block_size=32, lr=1e-3, seed=5, device="cpu", dtype="float32",
         grad_accum_steps=grad_accum_steps,
     )  # fmt: skip
     trainer = BACKENDS[backend_name].Trainer(CONFIG, train)
